@@ -1,0 +1,57 @@
+# Every entry point of the course. Each target creates .venv from requirements.txt when missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# Quiet TensorFlow's start-up lines in every process we start.
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help book sync test serve lab bench clean browser
+
+help:
+	@echo "make book   build the site into _build/html (full training runs, cached)"
+	@echo "make test   run all tests in quick mode (installs what they need)"
+	@echo "make sync   regenerate labs/, solutions/ and lstmbook/ lesson modules from book/"
+	@echo "make serve  serve _build/html on http://127.0.0.1:8000"
+	@echo "make lab    JupyterLab on the practice notebooks (127.0.0.1, random token)"
+	@echo "make bench  benchmark every LSTM implementation (prints a table, writes JSON)"
+
+# The environment: rebuilt when requirements.txt changes.
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@# Make lstmbook importable from any folder (book/, labs/, a student's copy) without packaging it.
+	$(PY) -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'lstmbook.pth').write_text('$(CURDIR)\n')"
+	$(PY) -m pip check
+	@touch $@
+
+sync: $(VENV)/.installed
+	$(PY) -m lstmbook.sync
+
+book: $(VENV)/.installed
+	@time LSTMBOOK_PROGRESS=text $(BIN)/jupyter-book build . --builder html -n -W --keep-going
+	@echo "Open file://$(CURDIR)/_build/html/index.html  (or: make serve)"
+
+# Headless Chromium for the site tests (Debian package; never a downloaded browser build).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "The site tests need Debian's chromium: sudo apt-get install chromium"; exit 1; fi; }
+
+test: $(VENV)/.installed browser
+	LSTMBOOK_QUICK=1 LSTMBOOK_PROGRESS=text $(BIN)/pytest
+
+serve:
+	@test -f _build/html/index.html || { echo "No site yet: run 'make book' first."; exit 1; }
+	$(PYTHON) -m http.server --bind 127.0.0.1 --directory _build/html 8000
+
+lab: $(VENV)/.installed
+	$(PY) -m lstmbook.lab
+
+bench: $(VENV)/.installed
+	$(PY) -m lstmbook.bench
+
+clean:
+	rm -rf _build

@@ -1,0 +1,164 @@
+"""``make sync``: generate everything that derives from a lesson's single source in book/.
+
+book/NN_name.md (MyST notebook) ->
+  solutions/NN_name.ipynb  the whole lesson, solution markers removed;
+  labs/NN_name.ipynb       each solution region replaced by ``raise NotImplementedError(
+                           "Exercise N.M: hint")``, cells tagged ``solution-only`` dropped;
+  lstmbook/name.py         the cells marked ``#@save`` (code later lessons and the bench reuse).
+
+A solution cell carries its exercise number and a one-line hint in its metadata
+(``:exercise: "1.2"`` and ``:hint: ...`` in MyST) and the ``hide-input`` tag, so the book shows
+it collapsed. Output has no execution results and the same bytes on every run.
+``python -m lstmbook.sync --check`` writes nothing and exits 1 when a file is out of date.
+"""
+from pathlib import Path
+import argparse
+import copy
+import json
+import re
+import sys
+
+import jupytext
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+SAVE = "#@save"
+SOLUTION_ONLY = "solution-only"
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+class SyncError(ValueError):
+    pass
+
+
+def lessons(root: Path = ROOT) -> list[Path]:
+    return sorted((root / "book").glob("[0-9][0-9]_*.md"))
+
+
+def module_name(lesson: Path) -> str:
+    """book/01_rnn_theory.md -> rnn_theory"""
+    return lesson.stem.split("_", 1)[1]
+
+
+def _regions(lines: list[str], where: str):
+    """Yield (begin, end) line indices of each solution region; complain about unbalanced ones."""
+    begin = None
+    for i, line in enumerate(lines):
+        if line.strip() == BEGIN:
+            if begin is not None:
+                raise SyncError(f"{where}: nested '{BEGIN}' at line {i + 1}")
+            begin = i
+        elif line.strip() == END:
+            if begin is None:
+                raise SyncError(f"{where}: '{END}' without '{BEGIN}' at line {i + 1}")
+            yield begin, i
+            begin = None
+    if begin is not None:
+        raise SyncError(f"{where}: '{BEGIN}' at line {begin + 1} has no '{END}'")
+
+
+def without_markers(source: str) -> str:
+    return "\n".join(l for l in source.split("\n") if l.strip() not in (BEGIN, END))
+
+
+def with_placeholders(source: str, number: str, hint: str, where: str) -> str:
+    lines = source.split("\n")
+    out, pos = [], 0
+    for begin, end in list(_regions(lines, where)):
+        indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
+        out += lines[pos:begin]
+        out.append(f"{indent}raise NotImplementedError({json.dumps(f'Exercise {number}: {hint}')})")
+        pos = end + 1
+    return "\n".join(out + lines[pos:])
+
+
+def _check_solution_cell(cell, where: str) -> None:
+    list(_regions(cell.source.split("\n"), where))
+    missing = [k for k in ("exercise", "hint") if not cell.metadata.get(k)]
+    if missing:
+        raise SyncError(f"{where}: a cell with a solution region needs metadata {missing} "
+                        "(in MyST: ':exercise: \"1.2\"' and ':hint: one line')")
+    if "hide-input" not in cell.metadata.get("tags", []):
+        raise SyncError(f"{where}: a solution cell needs the 'hide-input' tag so the book shows "
+                        "it collapsed")
+
+
+def _clean(nb, cells):
+    nb = copy.deepcopy(nb)
+    nb.cells = cells
+    nb.metadata = nbformat.from_dict({"kernelspec": KERNELSPEC,
+                                      "language_info": {"name": "python"}})
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:03d}"  # stable ids: same bytes on every run
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    return nb
+
+
+def build(lesson: Path):
+    """Return (solution notebook, practice notebook, saved-module source) for one lesson."""
+    nb = jupytext.read(lesson)
+    solution, practice, saved = [], [], []
+    for i, cell in enumerate(nb.cells):
+        where = f"{lesson.relative_to(lesson.parent.parent)} cell {i}"
+        has_solution = cell.cell_type == "code" and BEGIN in cell.source
+        if has_solution:
+            _check_solution_cell(cell, where)
+        sol = copy.deepcopy(cell)
+        sol.source = without_markers(cell.source)
+        solution.append(sol)
+        if SOLUTION_ONLY not in cell.metadata.get("tags", []):
+            lab = copy.deepcopy(cell)
+            if has_solution:
+                lab.source = with_placeholders(cell.source, cell.metadata["exercise"],
+                                               cell.metadata["hint"], where)
+            practice.append(lab)
+        if cell.cell_type == "code" and cell.source.startswith(SAVE):
+            saved.append(sol.source[len(SAVE):].strip("\n"))
+    module = None
+    if saved:
+        module = (f'"""Code saved from book/{lesson.name} (cells marked {SAVE}).\n\n'
+                  f'Generated by `make sync`: edit the lesson, not this file.\n"""\n'
+                  + "\n\n\n".join(saved) + "\n")
+    return _clean(nb, solution), _clean(nb, practice), module
+
+
+def outputs(root: Path = ROOT) -> dict[Path, str]:
+    """Every generated file and its text."""
+    files = {}
+    for lesson in lessons(root):
+        solution, practice, module = build(lesson)
+        files[root / "solutions" / f"{lesson.stem}.ipynb"] = nbformat.writes(solution) + "\n"
+        files[root / "labs" / f"{lesson.stem}.ipynb"] = nbformat.writes(practice) + "\n"
+        if module:
+            files[root / "lstmbook" / f"{module_name(lesson)}.py"] = module
+    return files
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
+    args = parser.parse_args(argv)
+    try:
+        files = outputs()
+    except SyncError as err:
+        print(f"make sync: {err}", file=sys.stderr)
+        return 2
+    stale = [p for p, text in files.items() if not p.is_file() or p.read_text() != text]
+    for path in stale:
+        rel = path.relative_to(ROOT)
+        if args.check:
+            print(f"out of date: {rel} (run `make sync`)")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(files[path])
+            print(f"wrote {rel}")
+    if not stale:
+        print(f"{len(files)} generated files up to date")
+    return 1 if (args.check and stale) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
