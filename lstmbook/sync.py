@@ -99,7 +99,7 @@ def _clean(nb, cells):
 
 def build(lesson: Path):
     """Return (solution notebook, practice notebook, saved-module source) for one lesson."""
-    nb = jupytext.read(lesson)
+    nb = jupytext.read(lesson, fmt="md:myst")
     solution, practice, saved = [], [], []
     for i, cell in enumerate(nb.cells):
         where = f"{lesson.relative_to(lesson.parent.parent)} cell {i}"

@@ -1,0 +1,112 @@
+"""The book: it builds with -n -W --keep-going, and a headless Chromium reads it offline.
+
+The build runs in quick mode into _build/quick (its own jupyter-cache, so quick outputs never
+mix with the full-mode book of `make book`).
+"""
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+OUT = ROOT / "_build" / "quick"
+HTML = OUT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def build():
+    jb = Path(sys.executable).with_name("jupyter-book")
+    proc = subprocess.run([str(jb), "build", str(ROOT), "--path-output", str(OUT),
+                           "--builder", "html", "-n", "-W", "--keep-going"],
+                          capture_output=True, text=True, env={**os.environ, "LSTMBOOK_QUICK": "1"})
+    return proc
+
+
+def test_book_builds_without_warnings(build):
+    log = build.stdout + build.stderr
+    warnings = [l for l in log.splitlines() if "WARNING" in l or "ERROR" in l]
+    assert build.returncode == 0 and not warnings, "\n".join(warnings) or log[-3000:]
+    assert (HTML / "book" / "01_rnn_theory.html").is_file()
+
+
+def test_mathjax_is_served_locally(build):
+    page = (HTML / "book" / "01_rnn_theory.html").read_text()
+    assert 'src="../_static/mathjax/tex-chtml.js"' in page
+    assert (HTML / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+@pytest.fixture(scope="module")
+def site(build):
+    assert build.returncode == 0, "the book did not build"
+    handler = partial(SimpleHTTPRequestHandler, directory=str(HTML))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("The site tests need Debian's chromium: sudo apt-get install chromium "
+                    "(make test installs it when run as root)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
+            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
+        yield context
+        context.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(url, wait_until="networkidle")
+    return page, requests
+
+
+def test_theory_page_reads_offline(site, browser):
+    page, requests = open_page(browser, f"{site}/book/01_rnn_theory.html")
+    # Math is typeset by the local MathJax.
+    page.wait_for_selector("mjx-container", timeout=30_000)
+    assert page.locator("mjx-container").count() >= 10
+    # Every figure made by code loaded.
+    images = page.eval_on_selector_all(
+        "img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])")
+    figures = [src for src, ok in images if "_images" in (src or "")]
+    assert len(figures) >= 3 and all(ok for _, ok in images), images
+    # A collapsed solution opens on click.
+    solution = page.locator("details.hide.above-input").first
+    assert solution.get_attribute("open") is None
+    solution.locator("summary").click()
+    page.wait_for_function("d => d.open", arg=solution.element_handle())
+    assert solution.locator("pre").first.is_visible()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "01_rnn_theory.png"), full_page=False)
+    # No request left this machine.
+    outside = [u for u in requests if urlparse(u).scheme in ("http", "https")
+               and urlparse(u).hostname != "127.0.0.1"]
+    assert not outside, outside
+
+
+def test_every_page_loads_without_outside_requests(site, browser):
+    for html in sorted((HTML / "book").glob("*.html")):
+        page, requests = open_page(browser, f"{site}/book/{html.name}")
+        outside = [u for u in requests if urlparse(u).scheme in ("http", "https")
+                   and urlparse(u).hostname != "127.0.0.1"]
+        assert not outside, (html.name, outside)
+        page.close()
