@@ -8,7 +8,7 @@ PY := $(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help book sync test serve lab bench clean browser
+.PHONY: help book sync test serve lab lab-update lab-reset hub hub-admin hub-deps bench clean browser
 
 help:
 	@echo "make book   build the site into _build/html (full training runs, cached)"
@@ -16,6 +16,9 @@ help:
 	@echo "make sync   regenerate labs/, solutions/ and lstmbook/ lesson modules from book/"
 	@echo "make serve  serve _build/html on http://127.0.0.1:8000"
 	@echo "make lab    JupyterLab on the practice notebooks (127.0.0.1, random token)"
+	@echo "make lab-update            add notebooks new in labs/ to my-work/ (edited ones are kept)"
+	@echo "make lab-reset NB=00_intro fresh copy of one notebook (yours goes to my-work/backups/)"
+	@echo "make hub    trial class JupyterHub on http://127.0.0.1:$(HUB_PORT) (see the instructor guide)"
 	@echo "make bench  benchmark every LSTM implementation (prints a table, writes JSON)"
 
 # The environment: rebuilt when requirements.txt changes.
@@ -40,7 +43,17 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "The site tests need Debian's chromium: sudo apt-get install chromium"; exit 1; fi; }
 
-test: $(VENV)/.installed browser
+# JupyterHub's proxy (npm, pinned by lab/package-lock.json) into lab/node_modules. Debian's nodejs
+# (18 or newer) is enough.
+hub-deps: lab/node_modules/.installed
+lab/node_modules/.installed: lab/package.json lab/package-lock.json
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "The hub needs Node.js and npm: sudo apt-get install nodejs npm"; exit 1; fi; }
+	cd lab && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: $(VENV)/.installed browser hub-deps
 	LSTMBOOK_QUICK=1 LSTMBOOK_PROGRESS=text $(BIN)/pytest
 
 serve:
@@ -49,6 +62,26 @@ serve:
 
 lab: $(VENV)/.installed
 	$(PY) -m lstmbook.lab
+
+lab-update: $(VENV)/.installed
+	$(PY) -m lstmbook.lab update
+
+lab-reset: $(VENV)/.installed
+	$(PY) -m lstmbook.lab reset "$(NB)"
+
+# A trial of the class hub on this machine only: accounts and student folders in _build/hub.
+HUB_PORT ?= 8090
+HUB_STATE := $(CURDIR)/_build/hub
+HUB_ENV := LSTM_HUB_TRIAL=1 LSTM_HUB_IP=127.0.0.1 LSTM_HUB_PORT=$(HUB_PORT) LSTM_HUB_STATE=$(HUB_STATE)
+hub: $(VENV)/.installed hub-deps
+	@mkdir -p $(HUB_STATE)
+	@$(HUB_ENV) $(PY) lab/hub_admin.py --if-missing instructor
+	@echo "Trial hub: http://127.0.0.1:$(HUB_PORT)  (this machine only; Ctrl+C stops it)"
+	@echo "  log in as 'instructor'; students sign up at /hub/signup; approve them at /hub/authorize"
+	cd $(HUB_STATE) && $(HUB_ENV) $(CURDIR)/$(BIN)/jupyterhub -f $(CURDIR)/lab/jupyterhub_config.py
+
+hub-admin: $(VENV)/.installed
+	@$(HUB_ENV) $(PY) lab/hub_admin.py "$(or $(NAME),instructor)"
 
 bench: $(VENV)/.installed
 	$(PY) -m lstmbook.bench

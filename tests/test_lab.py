@@ -1,11 +1,19 @@
-"""make lab: JupyterLab on 127.0.0.1 only, with a random token; student copies never overwritten."""
+"""make lab: JupyterLab on 127.0.0.1 only, with a random token; student copies never overwritten.
+
+The server is started exactly as ``make lab`` starts it (``lab.prepare`` + ``lab.plan``), but on a
+temporary root holding its own ``my-work/``, so the tests never touch a student's real copy.
+"""
 import json
 import os
-import secrets
+import shutil
+import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
 
 import psutil
 import pytest
@@ -13,67 +21,209 @@ import pytest
 from lstmbook import lab
 from conftest import ROOT
 
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-def get(url, token=None):
-    request = urllib.request.Request(url)
+
+def get(url, token=None, method="GET", timeout=10):
+    request = urllib.request.Request(url, method=method)
     if token:
         request.add_header("Authorization", f"token {token}")
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as err:
         return err.code, b""
 
 
+def stop(proc):
+    """Terminate a server and everything it started (kernels), then make sure they are gone."""
+    try:
+        family = [proc, *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = [proc]
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+    for p in family[1:]:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
-    port, token = lab.free_port(), secrets.token_urlsafe(32)
-    proc = subprocess.Popen(lab.command("127.0.0.1", port, token, root=root),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    (root / "book").mkdir()
+    shutil.copy2(lab.GUIDE, root / "book" / lab.GUIDE.name)
+    work = root / "my-work"
+    _, workspaces = lab.prepare(root=root, work=work, guide=root / "book" / lab.GUIDE.name)
+    url, cmd = lab.plan(root=root, workspaces_dir=workspaces)
+    token = url.split("token=")[1]
+    base = url.split("/lab/")[0]
+    log = open(root / "jupyterlab.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=lab.lab_env())
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
-            get(f"{base}/api")
+            get(f"{base}/api", timeout=2)
             break
         except OSError:
             time.sleep(0.5)
     else:
-        proc.kill()
-        pytest.fail("JupyterLab did not start within 60 s")
-    yield base, token, proc
-    proc.terminate()
-    proc.wait(timeout=20)
+        stop(proc)
+        log.close()
+        pytest.fail("JupyterLab did not start within 90 s:\n"
+                    + (root / "jupyterlab.log").read_text()[-3000:])
+    try:
+        yield {"url": url, "base": base, "token": token, "proc": proc, "root": root, "work": work}
+    finally:
+        stop(proc)
+        log.close()
 
 
 def test_api_refuses_requests_without_the_token(server):
-    base, token, _ = server
+    base, token = server["base"], server["token"]
     assert get(f"{base}/api/status")[0] == 403
     assert get(f"{base}/api/status", token="wrong-" + token)[0] == 403
+    assert get(f"{base}/api/contents/my-work")[0] == 403
+    assert get(f"{base}/api/kernels", method="POST")[0] == 403
 
 
 def test_api_accepts_the_token(server):
-    base, token, _ = server
+    base, token = server["base"], server["token"]
     status, body = get(f"{base}/api/status", token=token)
     assert status == 200 and "started" in json.loads(body)
+    status, body = get(f"{base}/api/contents/my-work", token=token)
+    assert status == 200
+    assert "00_intro.ipynb" in [item["name"] for item in json.loads(body)["content"]]
+
+
+def listening_addresses(pid):
+    found = []
+    for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        try:
+            found += [c.laddr.ip for c in p.net_connections(kind="inet")
+                      if c.status == psutil.CONN_LISTEN]
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def other_addresses():
+    """Every address of this machine except loopback (link-local IPv6 with its scope)."""
+    found = []
+    for name, addresses in psutil.net_if_addrs().items():
+        for a in addresses:
+            if a.family == socket.AF_INET and not a.address.startswith("127."):
+                found.append((socket.AF_INET, (a.address, 0)))
+            elif a.family == socket.AF_INET6 and a.address.split("%")[0] != "::1":
+                address = a.address.split("%")[0]
+                scope = socket.if_nametoindex(name) if address.startswith("fe80") else 0
+                found.append((socket.AF_INET6, (address, 0, 0, scope)))
+    return found
 
 
 def test_listens_on_loopback_only(server):
-    _, _, proc = server
-    listening = [
-        c.laddr.ip for c in psutil.Process(proc.pid).net_connections(kind="inet")
-        if c.status == psutil.CONN_LISTEN]
-    assert listening and set(listening) == {"127.0.0.1"}, listening
+    base, token, proc = server["base"], server["token"], server["proc"]
+    port = urlparse(base).port
+    # A kernel too: its ZeroMQ ports must also be on loopback only.
+    status, body = get(f"{base}/api/kernels", token=token, method="POST")
+    assert status == 201, status
+    kernel = json.loads(body)["id"]
+    try:
+        # The kernel binds its five ZeroMQ ports once it has started.
+        deadline = time.monotonic() + 60
+        while len(listening_addresses(proc.pid)) < 6 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        listening = listening_addresses(proc.pid)
+        assert len(listening) >= 6 and set(listening) == {"127.0.0.1"}, listening
+    finally:
+        get(f"{base}/api/kernels/{kernel}", token=token, method="DELETE")
+    # Nothing answers on the machine's other addresses (nor on ::1 or 127.0.0.2).
+    targets = other_addresses() + [(socket.AF_INET6, ("::1", 0, 0, 0)),
+                                   (socket.AF_INET, ("127.0.0.2", 0))]
+    for family, address in targets:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            assert s.connect_ex((address[0], port, *address[2:])) != 0, address
 
 
 def test_each_start_gets_a_new_random_token_on_loopback():
     (url1, cmd1), (url2, _) = lab.plan(), lab.plan()
     token1, token2 = url1.split("token=")[1], url2.split("token=")[1]
     assert token1 != token2 and len(token1) >= 40
-    assert url1.startswith("http://127.0.0.1:")
+    assert url1.startswith("http://127.0.0.1:") and "/lab/workspaces/lstm-course?" in url1
     assert f"--IdentityProvider.token={token1}" in cmd1 and "--ServerApp.ip=127.0.0.1" in cmd1
 
+
+def test_workspace_shows_the_guide_and_the_first_practice_notebook(server):
+    status, body = get(f"{server['base']}/lab/api/workspaces/lstm-course", token=server["token"])
+    assert status == 200
+    data = json.loads(body)["data"]
+    opened = {v["data"]["path"]: v["data"]["factory"] for k, v in data.items()
+              if k.startswith(("notebook:", "markdownviewer-widget:"))}
+    assert opened == {"book/lab_guide.md": "Markdown Preview", "my-work/00_intro.ipynb": "Notebook"}
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("The lab UI test needs Debian's chromium: sudo apt-get install chromium "
+                    "(make test installs it when run as root)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
+            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 900})
+        context.set_default_timeout(60_000)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def test_student_runs_the_first_cells_in_the_browser(server, browser):
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(server["url"])
+    # The workspace opens the lab guide (rendered by jupyterlab-myst) beside the practice notebook.
+    notebook = page.locator(".jp-NotebookPanel").first
+    notebook.wait_for()
+    tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tabLabel")
+    page.wait_for_function("() => document.querySelectorAll('.lm-DockPanel-tabBar li').length >= 2")
+    assert {"lab_guide.md", "00_intro.ipynb"} <= set(tabs.all_inner_texts())
+    # jupyterlab-myst renders the guide's MyST (its admonitions are not plain Markdown).
+    page.locator(".jp-MarkdownViewer .jp-RenderedMySTMarkdown .myst-admonition").first.wait_for()
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
+    # Run the cells from the top with Shift+Enter: title, imports, text, the corpus summary.
+    notebook.locator(".jp-Cell").first.click()
+    for _ in range(4):
+        page.keyboard.press("Shift+Enter")
+    first_code = notebook.locator(".jp-CodeCell").first
+    first_code.locator(".jp-InputPrompt", has_text="[1]:").wait_for(timeout=90_000)
+    output = notebook.locator(".jp-CodeCell").nth(1).locator(".jp-OutputArea-output")
+    output.filter(has_text="1,115,394 characters").wait_for(timeout=90_000)
+    assert "65 symbols" in output.first.inner_text()
+    # No pop-up asks about a news feed (lab/jupyter-config turns it off).
+    assert page.get_by_text("official Jupyter news").count() == 0
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "lab_workspace.png"))
+    # Everything the page loaded came from this JupyterLab.
+    outside = [u for u in requests if urlparse(u).scheme in ("http", "https", "ws", "wss")
+               and urlparse(u).hostname != "127.0.0.1"]
+    assert not outside, outside
+    page.close()
+
+
+# --- the student's copy: never overwritten -------------------------------------------------------
 
 def test_student_copies_are_never_overwritten(tmp_path):
     labs, work = tmp_path / "labs", tmp_path / "my-work"
@@ -85,3 +235,74 @@ def test_student_copies_are_never_overwritten(tmp_path):
     (labs / "02_b.ipynb").write_text("new lesson")
     assert [p.name for p in lab.add_new_notebooks(labs, work)] == ["02_b.ipynb"]
     assert (work / "01_a.ipynb").read_text() == "my answers"
+
+
+def test_resync_keeps_an_edited_notebook_byte_for_byte_and_refreshes_untouched_ones(tmp_path):
+    labs, work = tmp_path / "labs", tmp_path / "my-work"
+    labs.mkdir()
+    first = "00_intro.ipynb"
+    shutil.copy2(lab.LABS / first, labs / first)
+    (labs / "99_spare.ipynb").write_bytes((labs / first).read_bytes())
+    assert {p.name for p in lab.sync_work(labs, work).added} == {first, "99_spare.ipynb"}
+    # The student answers an exercise in the first notebook (as JupyterLab would save it).
+    nb = json.loads((work / first).read_text())
+    cell = next(c for c in nb["cells"] if "raise NotImplementedError" in "".join(c["source"]))
+    cell["source"] = "def unigram_log_probs(train_ids, vocab_size):\n    return 'my answer'\n"
+    edited = (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode()
+    (work / first).write_bytes(edited)
+    # The course is updated: both notebooks change, a new one appears; `make sync`, `git pull`.
+    for name in (first, "99_spare.ipynb"):
+        (labs / name).write_bytes((labs / name).read_bytes().replace(b"Exercise", b"Exercise (v2)"))
+    (labs / "98_new.ipynb").write_bytes((labs / first).read_bytes())
+    report = lab.sync_work(labs, work)
+    assert (work / first).read_bytes() == edited
+    assert [p.name for p in report.kept] == [first]
+    assert [p.name for p in report.added] == ["98_new.ipynb"]
+    assert [p.name for p in report.updated] == ["99_spare.ipynb"]
+    assert (work / "99_spare.ipynb").read_bytes() == (labs / "99_spare.ipynb").read_bytes()
+    assert any(f"make lab-reset NB={Path(first).stem}" in line for line in report.lines())
+    # Syncing again changes nothing, and the edited copy still never counts as untouched.
+    again = lab.sync_work(labs, work)
+    assert not (again.added or again.updated) and [p.name for p in again.kept] == [first]
+    assert (work / first).read_bytes() == edited
+
+
+def test_copies_made_before_records_were_kept_count_as_edited(tmp_path):
+    labs, work = tmp_path / "labs", tmp_path / "my-work"
+    labs.mkdir()
+    work.mkdir()
+    (labs / "01_a.ipynb").write_text("lesson v2")
+    (work / "01_a.ipynb").write_text("lesson v1 with my answers")   # no .lstm-course-sync.json
+    report = lab.sync_work(labs, work)
+    assert [p.name for p in report.kept] == ["01_a.ipynb"]
+    assert (work / "01_a.ipynb").read_text() == "lesson v1 with my answers"
+
+
+def run_lab(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "lstmbook.lab", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_update_and_reset_commands(tmp_path):
+    labs, work = tmp_path / "labs", tmp_path / "my-work"
+    labs.mkdir()
+    (labs / "02_numpy_lstm.ipynb").write_text("lesson")
+    folders = ["--labs", str(labs), "--work", str(work)]
+    out = run_lab("update", *folders, cwd=tmp_path)
+    assert out.returncode == 0 and "added    02_numpy_lstm.ipynb" in out.stdout, out
+    (work / "02_numpy_lstm.ipynb").write_text("my answers")
+    out = run_lab("reset", *folders, "02_numpy_lstm", cwd=tmp_path)
+    assert out.returncode == 0, out
+    assert (work / "02_numpy_lstm.ipynb").read_text() == "lesson"
+    backups = list((work / "backups").glob("02_numpy_lstm-*.ipynb"))
+    assert len(backups) == 1 and backups[0].read_text() == "my answers"
+    assert "backups/02_numpy_lstm-" in out.stdout
+    # A fresh copy is untouched again, so the next update may refresh it.
+    (labs / "02_numpy_lstm.ipynb").write_text("lesson v2")
+    out = run_lab("update", *folders, cwd=tmp_path)
+    assert "updated  02_numpy_lstm.ipynb" in out.stdout
+    # Mistakes get a message that says how to fix them.
+    out = run_lab("reset", *folders, "02_numpy", cwd=tmp_path)
+    assert out.returncode == 2 and "Choose one of: 02_numpy_lstm" in out.stderr
+    out = run_lab("reset", *folders, cwd=tmp_path)
+    assert out.returncode == 2 and "make lab-reset NB=" in out.stderr
