@@ -41,7 +41,8 @@ class History:
 
 
 def train_loop(step_fn, num_steps: int, *, eval_fn=None, eval_every=None, desc="training",
-               plot=True, max_seconds=None, hint=NAN_HINT, smoothing=0.95) -> History:
+               plot=True, max_seconds=None, hint=NAN_HINT, smoothing=0.95,
+               ylabel="loss (nats/char)") -> History:
     """Call ``step_fn(step) -> loss`` up to ``num_steps`` times and record what happened.
 
     ``eval_fn() -> float`` (e.g. validation loss) runs every ``eval_every`` steps and at the end.
@@ -49,12 +50,13 @@ def train_loop(step_fn, num_steps: int, *, eval_fn=None, eval_every=None, desc="
     NonFiniteLossError with ``hint``.
     """
     history = History()
-    curves = LossPlot(title=desc) if plot else None
+    curves = LossPlot(title=desc, ylabel=ylabel) if plot else None
     eval_every = eval_every or max(1, num_steps // 10)
     start, ema = time.perf_counter(), None
-    bar = progress(range(num_steps), desc=desc)
-    for step in bar:
+    bar = progress(None, desc=desc, total=num_steps)
+    for step in range(num_steps):
         loss = float(step_fn(step))
+        bar.update(1)
         check_finite(loss, step, hint)
         elapsed = time.perf_counter() - start
         history.steps.append(step)
