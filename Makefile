@@ -8,7 +8,7 @@ PY := $(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help book sync test serve lab lab-update lab-reset hub hub-admin hub-deps bench clean browser
+.PHONY: help book sync test serve lab lab-update lab-reset hub hub-admin hub-deps bench train clean browser
 
 help:
 	@echo "make book   build the site into _build/html (full training runs, cached)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lab-reset NB=00_intro fresh copy of one notebook (yours goes to my-work/backups/)"
 	@echo "make hub    trial class JupyterHub on http://127.0.0.1:$(HUB_PORT) (see the instructor guide)"
 	@echo "make bench  benchmark every LSTM implementation (prints a table, writes JSON)"
+	@echo "make train  train the best character model (make train ARGS=\"--minutes 10\"); checkpoint in _build/checkpoints/"
 
 # The environment: rebuilt when requirements.txt changes.
 $(VENV)/.installed: requirements.txt
@@ -85,6 +86,11 @@ hub-admin: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m lstmbook.bench
+
+# The course's best character model (lesson 4), trained for a wall-clock budget.
+ARGS ?= --minutes 4
+train: $(VENV)/.installed
+	$(PY) -m lstmbook.train $(ARGS)
 
 clean:
 	rm -rf _build

@@ -55,6 +55,130 @@ def torch_lstm(device: str, shape: Shape = SHAPE):
     return step
 
 
+@row("NumPy LSTM (lesson 2)")
+def numpy_lstm(device: str, shape: Shape = SHAPE):
+    if device != "cpu":
+        return None
+    from lstmbook.numpy_lstm import bench_step, lstm_layer_backward_fast, lstm_layer_forward_fast
+    return bench_step(shape, lstm_layer_forward_fast, lstm_layer_backward_fast)
+
+
+@row("Keras LSTM layer (lesson 5)")
+def keras_lstm(device: str, shape: Shape = SHAPE):
+    """keras.layers.LSTM on TensorFlow (tensorflow-cpu: CPU only), fwd+bwd inside a tf.function."""
+    if device != "cpu":
+        return None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import keras
+
+    layer = keras.layers.LSTM(shape.hiddens, return_sequences=True)
+    X = tf.random.normal((shape.batch, shape.steps, shape.inputs))
+    layer.build(X.shape)
+
+    @tf.function
+    def forward_backward(X):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(X))
+        return tape.gradient(loss, layer.trainable_variables)  # returned, so nothing is pruned
+
+    def step():
+        forward_backward(X)
+    return step
+
+
+@row("Autograd engine LSTM (lesson 3)")
+def engine_lstm(device: str, shape: Shape = SHAPE):
+    """Lesson 3's reverse-mode Tensor engine: LSTMCell unrolled, sum of outputs, backward()."""
+    if device != "cpu":
+        return None
+    import numpy as np
+    from lstmbook.autograd_lstm import LSTMCell, Tensor, stack
+
+    cell = LSTMCell(shape.inputs, shape.hiddens, seed=0, dtype=np.float32)
+    X = np.random.default_rng(0).standard_normal(
+        (shape.batch, shape.steps, shape.inputs)).astype(np.float32)
+    zeros = np.zeros((shape.batch, shape.hiddens), np.float32)
+
+    def step():
+        for w in (cell.W_x, cell.W_h, cell.b):
+            w.grad = None
+        state, outputs = (Tensor(zeros), Tensor(zeros)), []
+        for t in range(shape.steps):
+            state = cell(Tensor(X[:, t]), state)
+            outputs.append(state[0])
+        stack(outputs, axis=1).sum().backward()
+    return step
+
+
+@row("HIPS autograd LSTM (lesson 3)")
+def hips_lstm(device: str, shape: Shape = SHAPE):
+    """Lesson 3's LSTM as a pure NumPy function, differentiated by HIPS autograd."""
+    if device != "cpu":
+        return None
+    import numpy as np
+    import autograd.numpy as anp
+    from autograd import grad
+    from lstmbook.autograd_lstm import init_params, lstm_cell
+
+    p = {k: v for k, v in init_params("lstm", 1, shape.inputs, shape.hiddens).items()
+         if k in ("W_x", "W_h", "b")}
+    X = np.random.default_rng(0).standard_normal(
+        (shape.batch, shape.steps, shape.inputs)).astype(np.float32)
+    zeros = np.zeros((shape.batch, shape.hiddens), np.float32)
+
+    def loss(p):
+        q = {k: p[k] for k in p}  # index the traced dict once, not at every step
+        state, outputs = (zeros, zeros), []
+        for t in range(shape.steps):
+            state = lstm_cell(q, X[:, t], state)
+            outputs.append(state[0])
+        return anp.sum(anp.stack(outputs, axis=1))
+    gradient = grad(loss)
+
+    def step():
+        gradient(p)
+    return step
+
+
+def _lesson4_step(cls_name: str, device: str, shape: Shape):
+    """Forward+backward of one of lesson 4's PyTorch LSTMs (same call as the nn.LSTM row)."""
+    import torch
+    from lstmbook import pytorch_lstm
+    torch.manual_seed(0)
+    lstm = getattr(pytorch_lstm, cls_name)(shape.inputs, shape.hiddens, batch_first=True).to(device)
+    X = torch.randn(shape.batch, shape.steps, shape.inputs, device=device)
+
+    def step():
+        out, _ = lstm(X)
+        out.sum().backward()
+    return step
+
+
+@row("PyTorch naive LSTM (lesson 4)")
+def pytorch_naive_lstm(device: str, shape: Shape = SHAPE):
+    """One nn.Linear per gate on [X, H], autograd, step by step in Python."""
+    return _lesson4_step("NaiveLSTM", device, shape)
+
+
+@row("PyTorch fused LSTM (lesson 4)")
+def pytorch_fused_lstm(device: str, shape: Shape = SHAPE):
+    """One product per step for the 4 gates, input projection hoisted; autograd."""
+    return _lesson4_step("FusedLSTM", device, shape)
+
+
+@row("PyTorch fused, TorchScript (lesson 4)")
+def pytorch_scripted_lstm(device: str, shape: Shape = SHAPE):
+    """The fused module with its time loop compiled by torch.jit.script."""
+    return _lesson4_step("ScriptedLSTM", device, shape)
+
+
+@row("PyTorch fused, own backward (lesson 4)")
+def pytorch_fast_lstm(device: str, shape: Shape = SHAPE):
+    """The fused module with a hand-written BPTT (torch.autograd.Function)."""
+    return _lesson4_step("FastLSTM", device, shape)
+
+
 def _synchronize(device: str) -> None:
     if device.startswith("cuda"):
         import torch

@@ -1,0 +1,380 @@
+"""``make train``: the course's best character model, trained for a wall-clock budget.
+
+    python -m lstmbook.train --minutes 4 [--device cpu|cuda] [--out _build/checkpoints/best.pt]
+    python -m lstmbook.sample --checkpoint _build/checkpoints/best.pt --prompt "ROMEO:"
+
+The recipe (lesson 4): an embedding, an LSTM (``torch.nn.LSTM``, or the lesson's ``FastLSTM``)
+with the forget-gate bias at +1, dropout, a linear read-out; AdamW with a learning rate that warms
+up and then follows a cosine keyed to the *wall-clock* budget, so a 4-minute and a 10-minute run
+both end their schedule on time; gradient clipping; validation on the whole validation split
+(``lstmbook.lm.validation_loss``: 256-character windows from a zero state) at regular times,
+keeping the best model and stopping early when validation stops improving. The checkpoint holds
+the weights, the vocabulary and the hyper-parameters; the curve (validation loss against wall
+time) is written as JSON next to it.
+"""
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+import argparse
+import json
+import math
+import sys
+import time
+
+import numpy as np
+
+from .data import REPO_ROOT, Vocab, load_shakespeare, load_text, random_batches
+from .training import NonFiniteLossError, check_finite
+
+DEFAULT_OUT = REPO_ROOT / "_build" / "checkpoints" / "best.pt"
+NAN_HINT = ("The training diverged. Lower the learning rate (--lr), keep gradient clipping on "
+            "(--clip 1.0), and check that the data holds no unusual characters.")
+
+
+@dataclass
+class Recipe:
+    """Hyper-parameters of the model and its training (the defaults are the CPU recipe)."""
+    core: str = "nn.LSTM"        # nn.LSTM | FastLSTM | FusedLSTM
+    embed: int = 64
+    hidden: int = 512
+    layers: int = 1
+    dropout: float = 0.1         # between layers and before the read-out
+    forget_bias: float = 1.0
+    batch: int = 32
+    seq_len: int = 128
+    lr: float = 3e-3             # peak learning rate
+    min_lr: float = 1e-4         # where the cosine ends
+    warmup: float = 0.03         # fraction of the budget spent warming up
+    weight_decay: float = 0.05
+    clip: float = 1.0
+    bf16: str = "auto"           # bfloat16 autocast for the products: auto | on | off
+    evals: int = 8               # validations spread over the budget (each scores 111,540 chars)
+    patience: int = 3            # stop after this many validations without improvement
+    average_from: float = 0.5    # average the weights over the rest of the budget (1: never)
+
+    def model_config(self) -> dict:
+        return {k: getattr(self, k) for k in ("core", "embed", "hidden", "layers", "dropout")}
+
+
+# Longer budgets afford a wider layer, which then needs more dropout (measured on 2 CPU cores:
+# 1 x 512 levels off near 1.47 in 10 minutes, 1 x 768 goes lower).
+LONG_BUDGET_MINUTES = 7.0
+LONG_RECIPE = dict(hidden=768, dropout=0.3)
+# A GPU has throughput to spare: a larger model, more data per step (not measured in this course).
+CUDA_RECIPE = dict(hidden=1024, layers=2, embed=128, dropout=0.25, batch=128, seq_len=256, lr=2e-3,
+                   evals=12)
+
+
+def default_recipe(minutes: float, device: str = "cpu", **overrides) -> Recipe:
+    """The recipe for a budget and a device; keyword arguments override single fields."""
+    fields_ = asdict(Recipe())
+    if device.startswith("cuda"):
+        fields_.update(CUDA_RECIPE)
+    elif minutes >= LONG_BUDGET_MINUTES:
+        fields_.update(LONG_RECIPE)
+    fields_.update({k: v for k, v in overrides.items() if v is not None})
+    return Recipe(**fields_)
+
+
+def build_model(vocab_size: int, config: dict):
+    """A CharModel with the given core; config as in Recipe.model_config()."""
+    import torch
+    from . import pytorch_lstm as lesson
+    cores = {"nn.LSTM": torch.nn.LSTM, "FastLSTM": lesson.FastLSTM, "FusedLSTM": lesson.FusedLSTM}
+    if config["core"] not in cores:
+        raise ValueError(f"unknown core {config['core']!r}: choose one of {sorted(cores)}")
+    core = cores[config["core"]](config["embed"], config["hidden"], num_layers=config["layers"],
+                                 batch_first=True,
+                                 dropout=config["dropout"] if config["layers"] > 1 else 0.0)
+    return lesson.CharModel(vocab_size, core, config["embed"], dropout=config["dropout"])
+
+
+def learning_rate(recipe: Recipe, fraction: float) -> float:
+    """Linear warm-up, then a cosine from lr to min_lr over the rest of the budget."""
+    if fraction < recipe.warmup:
+        return recipe.lr * max(fraction / recipe.warmup, 0.02)
+    progress = min(1.0, (fraction - recipe.warmup) / (1.0 - recipe.warmup))
+    return recipe.min_lr + 0.5 * (recipe.lr - recipe.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the processor multiplies bfloat16 natively (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(recipe: Recipe, device: str) -> bool:
+    """bfloat16 autocast: the products run in bfloat16 (weights and optimizer stay float32).
+    On a CPU with native bfloat16 it nearly doubles the throughput at the same loss per token."""
+    if recipe.bf16 not in ("auto", "on", "off"):
+        raise ValueError(f"--bf16 must be auto, on or off, got {recipe.bf16!r}")
+    if recipe.bf16 != "auto":
+        return recipe.bf16 == "on"
+    if device.startswith("cuda"):
+        import torch
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_native_bf16()
+
+
+def loss_fn(logits, targets):
+    import torch.nn.functional as F
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+
+
+def evaluate(model, val_ids, max_windows=None) -> float:
+    """lm.validation_loss over the whole validation split (also in quick mode), in float32."""
+    from .lm import validation_windows
+    from .pytorch_lstm import validation_loss
+    n_windows = len(validation_windows(val_ids)[0])
+    limit = n_windows if max_windows is None else min(max_windows, n_windows)
+    return validation_loss(model, val_ids, max_windows=limit, batch_size=128)
+
+
+def save_checkpoint(path: Path, model, vocab: Vocab, recipe: Recipe, extra: dict) -> None:
+    import torch
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"model": state, "vocab": list(vocab.chars), "config": recipe.model_config(),
+                "recipe": asdict(recipe), **extra}, tmp)
+    tmp.replace(path)
+
+
+def train(minutes: float, device: str = "cpu", out: Path = DEFAULT_OUT, recipe: Recipe = None,
+          seed: int = 0, eval_windows=None, log=print) -> dict:
+    """Train for ``minutes`` of wall-clock time; write the checkpoint and its curve; return the curve."""
+    import torch
+    from .runtime import seed_everything
+
+    recipe = recipe or default_recipe(minutes, device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch.cuda.is_available() is False; "
+                         "use --device cpu")
+    out = Path(out)
+    budget = 60.0 * minutes
+    corpus = load_shakespeare()
+    seed_everything(seed)
+    model = build_model(len(corpus.vocab), recipe.model_config()).to(device)
+    if hasattr(model.core, "bias_ih_l0"):
+        from .pytorch_lstm import init_forget_bias
+        init_forget_bias(model.core, recipe.forget_bias)
+    n_params = sum(p.numel() for p in model.parameters())
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=recipe.lr, betas=(0.9, 0.99))
+    batches = random_batches(corpus.train, recipe.batch, recipe.seq_len, np.random.default_rng(seed))
+    cuda = device.startswith("cuda")
+    bf16 = use_bf16(recipe, device)
+    log(f"{recipe.core} {recipe.layers} x {recipe.hidden}, embedding {recipe.embed}, "
+        f"{n_params:,} parameters; batch {recipe.batch} x {recipe.seq_len}, AdamW lr {recipe.lr:g}, "
+        f"dropout {recipe.dropout:g}, {'bfloat16' if bf16 else 'float32'} products; {minutes:g} "
+        f"min on {device} ({torch.get_num_threads()} threads)" if not cuda else
+        f"{recipe.core} {recipe.layers} x {recipe.hidden}, {n_params:,} parameters; "
+        f"{minutes:g} min on {torch.cuda.get_device_name(0)}")
+
+    curve, best, since_best, step, tokens = [], math.inf, 0, 0, 0
+    train_ema = None
+    # Weight averaging over the second half of the budget (as in SWA, or the averaged SGD of
+    # AWD-LSTM): the average of the weights visited generalises better than the last ones.
+    params = [p for p in model.parameters()]
+    averaged, n_averaged = None, 0
+    eval_times = [budget * (k + 1) / recipe.evals for k in range(recipe.evals)]
+    start = time.perf_counter()
+    elapsed = 0.0
+    while True:
+        lr = learning_rate(recipe, elapsed / budget)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        X, Y = (torch.as_tensor(a).to(device, non_blocking=True) for a in next(batches))
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+            logits, _ = model(X)
+        loss = loss_fn(logits, Y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip)
+        optimizer.step()
+        step += 1
+        tokens += recipe.batch * recipe.seq_len
+        if elapsed >= recipe.average_from * budget:
+            with torch.no_grad():
+                if averaged is None:
+                    averaged = build_model(len(corpus.vocab), recipe.model_config()).to(device)
+                    averaged.load_state_dict(model.state_dict())
+                    avg_params = list(averaged.parameters())
+                n_averaged += 1
+                torch._foreach_lerp_(avg_params, params, 1.0 / n_averaged)
+        if not cuda or step % 20 == 0:  # reading the loss waits for the GPU: not every step
+            value = loss.item()
+            check_finite(value, step, NAN_HINT)
+            train_ema = value if train_ema is None else 0.95 * train_ema + 0.05 * value
+        elapsed = time.perf_counter() - start
+        if eval_times and elapsed >= eval_times[0]:
+            val = evaluate(model, corpus.val, eval_windows)
+            chosen, kind = model, "last"
+            if averaged is not None:  # keep whichever validates better
+                val_avg = evaluate(averaged, corpus.val, eval_windows)
+                if val_avg < val:
+                    val, chosen, kind = val_avg, averaged, f"average of {n_averaged} steps"
+            elapsed = time.perf_counter() - start
+            while eval_times and elapsed >= eval_times[0]:  # a slow evaluation skips, not piles up
+                eval_times.pop(0)
+            if elapsed >= budget:
+                eval_times.clear()
+            curve.append({"time_s": round(elapsed, 2), "step": step, "tokens": tokens,
+                          "train_loss": round(train_ema, 4), "val_loss": val,
+                          "lr": lr, "weights": kind})
+            improved = val < best
+            if improved:
+                best, since_best = val, 0
+                save_checkpoint(out, chosen, corpus.vocab, recipe,
+                                {"val_loss": val, "step": step, "time_s": elapsed, "weights": kind})
+            else:
+                since_best += 1
+            log(f"{elapsed:7.1f} s  step {step:6d}  {tokens / elapsed:8,.0f} tok/s  "
+                f"train {train_ema:.3f}  val {val:.4f} ({kind}){'  *' if improved else ''}")
+            if since_best >= recipe.patience:
+                log(f"validation has not improved for {recipe.patience} evaluations: stopping early")
+                break
+            if not eval_times:
+                break
+    report = {"checkpoint": str(out), "recipe": asdict(recipe), "parameters": n_params,
+              "bf16": bf16,
+              "device": device, "budget_s": budget, "seed": seed, "best_val_loss": best,
+              "best_time_s": max((p["time_s"] for p in curve if p["val_loss"] == best), default=None),
+              "tokens_per_s": tokens / elapsed, "curve": curve,
+              "eval_windows": "all" if eval_windows is None else eval_windows,
+              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    try:
+        from .bench import machine
+        report["machine"] = machine()
+    except Exception:  # the report is still useful without it
+        pass
+    curve_path(out).write_text(json.dumps(report, indent=2) + "\n")
+    log(f"best validation loss {best:.4f} nats/char; wrote {out} and {curve_path(out)}")
+    return report
+
+
+def curve_path(checkpoint) -> Path:
+    """Where the curve of a checkpoint is written: best.pt -> best.json."""
+    return Path(checkpoint).with_suffix(".json")
+
+
+def describe_vocab_difference(saved: list, current: list) -> str:
+    only_saved = sorted(set(saved) - set(current))
+    only_current = sorted(set(current) - set(saved))
+    parts = [f"the checkpoint's vocabulary has {len(saved)} symbols, the text's has {len(current)}"]
+    if only_saved:
+        parts.append(f"only in the checkpoint: {''.join(only_saved)!r}")
+    if only_current:
+        parts.append(f"only in the text: {''.join(only_current)!r}")
+    if not only_saved and not only_current:
+        parts.append("the same symbols in a different order")
+    return "; ".join(parts)
+
+
+def load_model(path, vocab: Vocab = None, device: str = "cpu", **expect):
+    """Load a checkpoint written by ``train``: returns (model in eval mode, vocab, checkpoint).
+
+    ``vocab``: the vocabulary of the text the model will read; a different one is refused,
+    saying which symbols differ. ``expect``: sizes the caller relies on (``hidden=512``,
+    ``layers=1``, ...); a checkpoint of another size is refused, naming the size.
+    """
+    import torch
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}: train one with `make train` "
+                                f"(python -m lstmbook.train --minutes 4 --out {path})")
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if vocab is not None and list(vocab.chars) != list(ckpt["vocab"]):
+        raise ValueError(f"{path}: vocabulary differs: "
+                         + describe_vocab_difference(ckpt["vocab"], list(vocab.chars)))
+    config = ckpt["config"]
+    for key, value in expect.items():
+        if key not in config:
+            raise ValueError(f"unknown size {key!r}: a checkpoint records {sorted(config)}")
+        if config[key] != value:
+            raise ValueError(f"{path}: size differs: the checkpoint has {key}={config[key]!r}, "
+                             f"expected {key}={value!r}")
+    model = build_model(len(ckpt["vocab"]), config).to(device)
+    own = model.state_dict()
+    for name, tensor in ckpt["model"].items():
+        if name in own and tuple(own[name].shape) != tuple(tensor.shape):
+            raise ValueError(f"{path}: size differs: parameter {name} has shape "
+                             f"{tuple(tensor.shape)} in the checkpoint but {tuple(own[name].shape)} in "
+                             f"a model built from its config {config}")
+    missing = sorted(set(own) - set(ckpt["model"]))
+    unexpected = sorted(set(ckpt["model"]) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"{path}: the weights do not fit a {config['core']} model: missing "
+                         f"{missing[:4]}, unexpected {unexpected[:4]}")
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, Vocab("".join(ckpt["vocab"])), ckpt
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Train the course's best character model on tiny Shakespeare for a "
+                    "wall-clock budget; keep the checkpoint with the best validation loss.")
+    parser.add_argument("--minutes", type=float, default=4.0, help="wall-clock budget (default 4)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                        help="default: cuda when available, else cpu")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"checkpoint path (default {DEFAULT_OUT.relative_to(REPO_ROOT)})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for PyTorch (default: PyTorch's choice)")
+    parser.add_argument("--eval-windows", type=int, default=None,
+                        help="score only the first N validation windows (default: all of them)")
+    for f in fields(Recipe):
+        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None,
+                            help=f"default {f.default} ({LONG_RECIPE[f.name]} from "
+                                 f"{LONG_BUDGET_MINUTES:g} minutes on)"
+                            if f.name in LONG_RECIPE else f"default {f.default}")
+    args = parser.parse_args(argv)
+    if args.minutes <= 0:
+        parser.error("--minutes must be > 0")
+    import torch
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = default_recipe(args.minutes, device,
+                            **{f.name: getattr(args, f.name) for f in fields(Recipe)})
+    try:
+        train(args.minutes, device, args.out, recipe, args.seed, args.eval_windows)
+    except (NonFiniteLossError, ValueError) as err:
+        print(f"make train: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def sample_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Generate text from a checkpoint of make train.")
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--prompt", default="ROMEO:")
+    parser.add_argument("--length", type=int, default=500)
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--text", type=Path, default=None,
+                        help="the text whose vocabulary the model must share "
+                             "(default: the course's tiny Shakespeare)")
+    args = parser.parse_args(argv)
+    from .pytorch_lstm import sample_text
+    try:
+        vocab = Vocab(load_text(args.text))
+        model, vocab, ckpt = load_model(args.checkpoint, vocab, args.device)
+        print(sample_text(model, vocab, args.prompt, args.length, args.temperature, args.seed))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"lstmbook.sample: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
