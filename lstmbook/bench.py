@@ -245,9 +245,10 @@ def run(names=None, seconds: float = 2.0, device_list=None) -> list[dict]:
 
 
 def table(results: list[dict]) -> str:
-    lines = [f"{'implementation':<28} {'device':<6} {'tokens/s':>12} {'x nn.LSTM':>10}"]
+    width = max([len("implementation")] + [len(r["name"]) for r in results])
+    lines = [f"{'implementation':<{width}} {'device':<6} {'tokens/s':>12} {'x nn.LSTM':>10}"]
     for r in results:
-        lines.append(f"{r['name']:<28} {r['device']:<6} {r['tokens_per_s']:>12,.0f} "
+        lines.append(f"{r['name']:<{width}} {r['device']:<6} {r['tokens_per_s']:>12,.0f} "
                      f"{r['ratio_to_nn_lstm']:>10.2f}")
     return "\n".join(lines)
 
