@@ -219,7 +219,8 @@ def train(minutes: float, device: str = "cpu", out: Path = DEFAULT_OUT, recipe: 
             if averaged is not None:  # keep whichever validates better
                 val_avg = evaluate(averaged, corpus.val, eval_windows)
                 if val_avg < val:
-                    val, chosen, kind = val_avg, averaged, f"average of {n_averaged} steps"
+                    kind = f"average of {n_averaged} steps; last weights {val:.4f}"
+                    val, chosen = val_avg, averaged
             elapsed = time.perf_counter() - start
             while eval_times and elapsed >= eval_times[0]:  # a slow evaluation skips, not piles up
                 eval_times.pop(0)
