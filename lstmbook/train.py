@@ -49,7 +49,6 @@ class Recipe:
     bf16: str = "auto"           # bfloat16 autocast for the products: auto | on | off
     evals: int = 8               # validations spread over the budget (each scores 111,540 chars)
     patience: int = 3            # stop after this many validations without improvement
-    average_from: float = 0.5    # average the weights over the rest of the budget (1: never)
 
     def model_config(self) -> dict:
         return {k: getattr(self, k) for k in ("core", "embed", "hidden", "layers", "dropout")}
@@ -58,7 +57,7 @@ class Recipe:
 # Longer budgets afford a wider layer, which then needs more dropout (measured on 2 CPU cores:
 # 1 x 512 levels off near 1.47 in 10 minutes, 1 x 768 goes lower).
 LONG_BUDGET_MINUTES = 7.0
-LONG_RECIPE = dict(hidden=768, dropout=0.3)
+LONG_RECIPE = dict(hidden=768, dropout=0.25)
 # A GPU has throughput to spare: a larger model, more data per step (not measured in this course).
 CUDA_RECIPE = dict(hidden=1024, layers=2, embed=128, dropout=0.25, batch=128, seq_len=256, lr=2e-3,
                    evals=12)
@@ -179,10 +178,6 @@ def train(minutes: float, device: str = "cpu", out: Path = DEFAULT_OUT, recipe: 
 
     curve, best, since_best, step, tokens = [], math.inf, 0, 0, 0
     train_ema = None
-    # Weight averaging over the second half of the budget (as in SWA, or the averaged SGD of
-    # AWD-LSTM): the average of the weights visited generalises better than the last ones.
-    params = [p for p in model.parameters()]
-    averaged, n_averaged = None, 0
     eval_times = [budget * (k + 1) / recipe.evals for k in range(recipe.evals)]
     start = time.perf_counter()
     elapsed = 0.0
@@ -200,14 +195,6 @@ def train(minutes: float, device: str = "cpu", out: Path = DEFAULT_OUT, recipe: 
         optimizer.step()
         step += 1
         tokens += recipe.batch * recipe.seq_len
-        if elapsed >= recipe.average_from * budget:
-            with torch.no_grad():
-                if averaged is None:
-                    averaged = build_model(len(corpus.vocab), recipe.model_config()).to(device)
-                    averaged.load_state_dict(model.state_dict())
-                    avg_params = list(averaged.parameters())
-                n_averaged += 1
-                torch._foreach_lerp_(avg_params, params, 1.0 / n_averaged)
         if not cuda or step % 20 == 0:  # reading the loss waits for the GPU: not every step
             value = loss.item()
             check_finite(value, step, NAN_HINT)
@@ -215,12 +202,6 @@ def train(minutes: float, device: str = "cpu", out: Path = DEFAULT_OUT, recipe: 
         elapsed = time.perf_counter() - start
         if eval_times and elapsed >= eval_times[0]:
             val = evaluate(model, corpus.val, eval_windows)
-            chosen, kind = model, "last"
-            if averaged is not None:  # keep whichever validates better
-                val_avg = evaluate(averaged, corpus.val, eval_windows)
-                if val_avg < val:
-                    kind = f"average of {n_averaged} steps; last weights {val:.4f}"
-                    val, chosen = val_avg, averaged
             elapsed = time.perf_counter() - start
             while eval_times and elapsed >= eval_times[0]:  # a slow evaluation skips, not piles up
                 eval_times.pop(0)
@@ -228,16 +209,16 @@ def train(minutes: float, device: str = "cpu", out: Path = DEFAULT_OUT, recipe: 
                 eval_times.clear()
             curve.append({"time_s": round(elapsed, 2), "step": step, "tokens": tokens,
                           "train_loss": round(train_ema, 4), "val_loss": val,
-                          "lr": lr, "weights": kind})
+                          "lr": lr})
             improved = val < best
             if improved:
                 best, since_best = val, 0
-                save_checkpoint(out, chosen, corpus.vocab, recipe,
-                                {"val_loss": val, "step": step, "time_s": elapsed, "weights": kind})
+                save_checkpoint(out, model, corpus.vocab, recipe,
+                                {"val_loss": val, "step": step, "time_s": elapsed})
             else:
                 since_best += 1
             log(f"{elapsed:7.1f} s  step {step:6d}  {tokens / elapsed:8,.0f} tok/s  "
-                f"train {train_ema:.3f}  val {val:.4f} ({kind}){'  *' if improved else ''}")
+                f"train {train_ema:.3f}  val {val:.4f}{'  *' if improved else ''}")
             if since_best >= recipe.patience:
                 log(f"validation has not improved for {recipe.patience} evaluations: stopping early")
                 break
