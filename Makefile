@@ -19,7 +19,7 @@ help:
 	@echo "make lab-update            add notebooks new in labs/ to my-work/ (edited ones are kept)"
 	@echo "make lab-reset NB=00_intro fresh copy of one notebook (yours goes to my-work/backups/)"
 	@echo "make hub    trial class JupyterHub on http://127.0.0.1:$(HUB_PORT) (see the instructor guide)"
-	@echo "make bench  benchmark every LSTM implementation (prints a table, writes JSON)"
+	@echo "make bench  benchmark and train every implementation (lesson 6's table, results/bench.json)"
 	@echo "make train  train the best character model (make train ARGS=\"--minutes 10\"); checkpoint in _build/checkpoints/"
 
 # The environment: rebuilt when requirements.txt changes.
@@ -84,8 +84,11 @@ hub: $(VENV)/.installed hub-deps
 hub-admin: $(VENV)/.installed
 	@$(HUB_ENV) $(PY) lab/hub_admin.py "$(or $(NAME),instructor)"
 
+# Throughput rows, then lesson 6's comparison runs (about 15 minutes on 2 cores); the report goes to
+# results/bench.json, which lesson 6 shows. make bench BENCH_ARGS="--help" lists the options.
+BENCH_ARGS ?=
 bench: $(VENV)/.installed
-	$(PY) -m lstmbook.bench
+	$(PY) -m lstmbook.bench $(BENCH_ARGS)
 
 # The course's best character model (lesson 4), trained for a wall-clock budget.
 ARGS ?= --minutes 4

@@ -9,11 +9,12 @@ One concern per module:
 - ``plots``     loss curves that update live in JupyterLab and render statically in the book
 - ``training``  a small training loop with a progress bar and a non-finite-loss guard
 - ``bench``     ``make bench``: forward+backward throughput against ``torch.nn.LSTM``
+- ``compare``   lesson 6: every implementation trained on the common task, same budget
 - ``sync``      ``make sync``: book/ -> labs/, solutions/ and the lesson modules below
 
 Lesson modules (``rnn_theory``, ...) are generated from the cells marked ``#@save`` in
 ``book/``; never edit them by hand.
 """
-from .runtime import QUICK, quick, seed_everything
+from .runtime import QUICK, import_tensorflow, quick, seed_everything
 
-__all__ = ["QUICK", "quick", "seed_everything"]
+__all__ = ["QUICK", "import_tensorflow", "quick", "seed_everything"]

@@ -10,6 +10,7 @@ one forward and backward pass, or None when it cannot run on that device.
 from dataclasses import asdict, dataclass
 from pathlib import Path
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -43,16 +44,36 @@ def row(name: str):
     return register
 
 
-@row(BASELINE)
-def torch_lstm(device: str, shape: Shape = SHAPE):
+def _module_step(module: str, cls_name: str, device: str, shape: Shape = SHAPE):
+    """Forward+backward of a recurrent module with nn.LSTM's interface on the benchmark shape."""
+    import importlib
     import torch
-    lstm = torch.nn.LSTM(shape.inputs, shape.hiddens, batch_first=True).to(device)
+    torch.manual_seed(0)
+    cls = getattr(importlib.import_module(module), cls_name)
+    layer = cls(shape.inputs, shape.hiddens, batch_first=True).to(device)
     X = torch.randn(shape.batch, shape.steps, shape.inputs, device=device)
 
     def step():
-        out, _ = lstm(X)
+        out, _ = layer(X)
         out.sum().backward()
     return step
+
+
+# Rows that differ only in the module: row name -> (Python module, class). The lesson-4 classes:
+# one nn.Linear per gate (naive); one product for the four gates with the input projection
+# hoisted (fused); its time loop compiled by torch.jit.script (TorchScript); its hand-written
+# BPTT as a torch.autograd.Function (own backward). nn.GRU and nn.RNN are lesson 6's baselines.
+MODULE_ROWS = {
+    BASELINE: ("torch.nn", "LSTM"),
+    "torch.nn.GRU": ("torch.nn", "GRU"),
+    "torch.nn.RNN": ("torch.nn", "RNN"),
+    "PyTorch naive LSTM (lesson 4)": ("lstmbook.pytorch_lstm", "NaiveLSTM"),
+    "PyTorch fused LSTM (lesson 4)": ("lstmbook.pytorch_lstm", "FusedLSTM"),
+    "PyTorch fused, TorchScript (lesson 4)": ("lstmbook.pytorch_lstm", "ScriptedLSTM"),
+    "PyTorch fused, own backward (lesson 4)": ("lstmbook.pytorch_lstm", "FastLSTM"),
+}
+for _name, (_module, _cls) in MODULE_ROWS.items():
+    row(_name)(functools.partial(_module_step, _module, _cls))
 
 
 @row("NumPy LSTM (lesson 2)")
@@ -68,8 +89,8 @@ def keras_lstm(device: str, shape: Shape = SHAPE):
     """keras.layers.LSTM on TensorFlow (tensorflow-cpu: CPU only), fwd+bwd inside a tf.function."""
     if device != "cpu":
         return None
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from lstmbook.runtime import import_tensorflow
+    tf = import_tensorflow()
     import keras
 
     layer = keras.layers.LSTM(shape.hiddens, return_sequences=True)
@@ -139,44 +160,6 @@ def hips_lstm(device: str, shape: Shape = SHAPE):
     def step():
         gradient(p)
     return step
-
-
-def _lesson4_step(cls_name: str, device: str, shape: Shape):
-    """Forward+backward of one of lesson 4's PyTorch LSTMs (same call as the nn.LSTM row)."""
-    import torch
-    from lstmbook import pytorch_lstm
-    torch.manual_seed(0)
-    lstm = getattr(pytorch_lstm, cls_name)(shape.inputs, shape.hiddens, batch_first=True).to(device)
-    X = torch.randn(shape.batch, shape.steps, shape.inputs, device=device)
-
-    def step():
-        out, _ = lstm(X)
-        out.sum().backward()
-    return step
-
-
-@row("PyTorch naive LSTM (lesson 4)")
-def pytorch_naive_lstm(device: str, shape: Shape = SHAPE):
-    """One nn.Linear per gate on [X, H], autograd, step by step in Python."""
-    return _lesson4_step("NaiveLSTM", device, shape)
-
-
-@row("PyTorch fused LSTM (lesson 4)")
-def pytorch_fused_lstm(device: str, shape: Shape = SHAPE):
-    """One product per step for the 4 gates, input projection hoisted; autograd."""
-    return _lesson4_step("FusedLSTM", device, shape)
-
-
-@row("PyTorch fused, TorchScript (lesson 4)")
-def pytorch_scripted_lstm(device: str, shape: Shape = SHAPE):
-    """The fused module with its time loop compiled by torch.jit.script."""
-    return _lesson4_step("ScriptedLSTM", device, shape)
-
-
-@row("PyTorch fused, own backward (lesson 4)")
-def pytorch_fast_lstm(device: str, shape: Shape = SHAPE):
-    """The fused module with a hand-written BPTT (torch.autograd.Function)."""
-    return _lesson4_step("FastLSTM", device, shape)
 
 
 def _synchronize(device: str) -> None:
@@ -254,21 +237,36 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Benchmark the course's LSTMs (fwd+bwd tokens/s).")
+    from lstmbook import compare
+    parser = argparse.ArgumentParser(
+        description="Benchmark the course's LSTMs: forward+backward tokens/s of every "
+                    "implementation, then lesson 6's comparison (each trained on the common task "
+                    "for the same budget). Writes one JSON report.")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per row and device")
     parser.add_argument("--device", action="append", choices=["cpu", "cuda"],
                         help="device to measure (default: cpu, and cuda when available)")
-    parser.add_argument("--out", type=Path, default=Path("_build/bench.json"))
+    parser.add_argument("--train-seconds", type=float, default=60.0,
+                        help="training budget per implementation (default 60; 0 skips training)")
+    parser.add_argument("--only", action="append", choices=list(compare.CONTENDERS),
+                        metavar="NAME", help="train only this implementation (repeatable)")
+    parser.add_argument("--out", type=Path, default=compare.RESULTS)
     args = parser.parse_args(argv)
+    start = time.perf_counter()
     results = run(seconds=args.seconds, device_list=args.device)
     print(f"Forward+backward, batch {SHAPE.batch} x {SHAPE.steps} steps, input {SHAPE.inputs}, "
           f"hidden {SHAPE.hiddens}, float32\n")
     print(table(results))
+    runs = []
+    if args.train_seconds > 0:
+        print(f"\nTraining each implementation for {args.train_seconds:g} s on the common task\n",
+              flush=True)
+        runs = compare.run_all(args.train_seconds, args.only)
+    report = compare.report(results, runs, args.train_seconds)
+    if runs:
+        print("\n" + compare.table(report, fmt="simple"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"shape": asdict(SHAPE), "machine": machine(), "results": results,
-              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {args.out} in {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

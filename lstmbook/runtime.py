@@ -42,3 +42,28 @@ def text_progress() -> bool:
     final text bar instead of a widget that would need JavaScript from the network.
     """
     return os.environ.get("LSTMBOOK_PROGRESS", "").strip().lower() == "text"
+
+
+# TensorFlow's start-up notices that say nothing to a reader (the oneDNN notice is printed while
+# the library loads, before TF_CPP_MIN_LOG_LEVEL applies).
+TF_NOTICES = ("oneDNN custom operations", "absl::InitializeLog")
+
+
+def import_tensorflow():
+    """Import TensorFlow with its start-up notices filtered out of stderr; return the module."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    import tempfile
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO and WARNING lines
+    with tempfile.TemporaryFile("w+") as log:  # the process's stderr goes to a file meanwhile
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            import tensorflow
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        sys.stderr.write("".join(line for line in log if not any(n in line for n in TF_NOTICES)))
+    return tensorflow

@@ -20,14 +20,15 @@ def check_finite(loss: float, step: int, hint: str = NAN_HINT) -> None:
         raise NonFiniteLossError(f"The loss became {loss} at step {step}; training stopped. {hint}")
 
 
-def progress(iterable, desc: str = "", total=None):
-    """A tqdm bar: plain text in the book and tests, a widget in JupyterLab."""
+def progress(iterable, desc: str = "", total=None, **options):
+    """A tqdm bar: plain text in the book and tests, a widget in JupyterLab. ``options`` go to
+    tqdm (``unit``, ``bar_format``, ...)."""
     if text_progress():
         from tqdm import tqdm
         return tqdm(iterable, desc=desc, total=total, file=sys.stdout, mininterval=5.0,
-                    ncols=90)
+                    ncols=90, **options)
     from tqdm.auto import tqdm
-    return tqdm(iterable, desc=desc, total=total)
+    return tqdm(iterable, desc=desc, total=total, **options)
 
 
 @dataclass

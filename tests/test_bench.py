@@ -6,13 +6,14 @@ from lstmbook import bench
 
 def test_bench_writes_table_and_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    bench.main(["--seconds", "0.2", "--device", "cpu", "--out", str(out)])
+    bench.main(["--seconds", "0.2", "--device", "cpu", "--train-seconds", "0", "--out", str(out)])
     printed = capsys.readouterr().out
     assert "torch.nn.LSTM" in printed and "x nn.LSTM" in printed
     report = json.loads(out.read_text())
     assert report["shape"] == {"batch": 32, "steps": 64, "inputs": 64, "hiddens": 256}
     assert report["machine"]["cpu_count"] >= 1
-    baseline = [r for r in report["results"] if r["name"] == bench.BASELINE]
+    assert report["runs"] == []  # --train-seconds 0: throughput only
+    baseline = [r for r in report["throughput"] if r["name"] == bench.BASELINE]
     assert len(baseline) == 1 and baseline[0]["ratio_to_nn_lstm"] == 1.0
     assert baseline[0]["tokens_per_s"] > 0
 

@@ -44,7 +44,8 @@ def test_book_builds_without_warnings(build):
 
 def test_mathjax_is_served_locally(build):
     page = (HTML / "book" / "01_rnn_theory.html").read_text()
-    assert 'src="../_static/mathjax/tex-chtml.js"' in page
+    # (Sphinx appends ?v=<checksum> when the file was already in _static: on a rebuild)
+    assert re.search(r'src="\.\./_static/mathjax/tex-chtml\.js(\?v=[0-9a-f]+)?"', page)
     assert (HTML / "_static" / "mathjax" / "tex-chtml.js").is_file()
 
 
@@ -115,3 +116,24 @@ def test_every_page_loads_without_outside_requests(site, browser):
                    and urlparse(u).hostname != "127.0.0.1"]
         assert not outside, (html.name, outside)
         page.close()
+
+
+def test_comparison_page_shows_the_saved_table(site, browser):
+    """Lesson 6 renders results/bench.json: a Markdown table with a row per contender, the
+    loss-against-time figure, and where the numbers came from."""
+    from lstmbook import compare
+    page, _ = open_page(browser, f"{site}/book/06_comparison.html")
+    text = page.inner_text("main")
+    assert "saved by `make bench`" in text or "saved by make bench" in text
+    table = page.locator("table", has_text="fwd+bwd tokens/s")
+    assert table.count() == 1
+    rows = table.locator("tbody tr").all_inner_texts()
+    assert [r.split("\t")[0].strip() for r in rows] == [
+        f"{c.name} ({c.lesson})" for c in compare.CONTENDERS.values()]
+    images = page.eval_on_selector_all(
+        "img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])")
+    assert any("_images" in (src or "") and ok for src, ok in images), images
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    table.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "06_comparison.png"), full_page=False)
+    page.close()
