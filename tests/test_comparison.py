@@ -94,7 +94,7 @@ def test_bench_main_trains_only_the_chosen_contender(tmp_path, capsys):
                 "--only", "torch.nn.LSTM", "--out", str(out)])
     report = json.loads(out.read_text())
     assert [r["name"] for r in report["runs"]] == ["torch.nn.LSTM"]
-    assert "validation loss" in capsys.readouterr().out
+    assert "val loss" in capsys.readouterr().out
 
 
 def test_a_change_reaches_the_model(corpus):
