@@ -34,7 +34,14 @@ $(VENV)/.installed: requirements.txt
 sync: $(VENV)/.installed
 	$(PY) -m lstmbook.sync
 
-book: $(VENV)/.installed
+# jupyter-cache keys a page on its code cells only: a change in lstmbook/ or in the saved results
+# (make bench, make train) would leave stale outputs. Drop the cache when any of them is newer.
+CACHE := _build/.jupyter_cache
+$(CACHE)/.inputs: $(wildcard lstmbook/*.py lstmbook/checks/*.py results/*.json)
+	rm -rf $(CACHE)
+	mkdir -p $(CACHE) && touch $@
+
+book: $(VENV)/.installed $(CACHE)/.inputs
 	@time LSTMBOOK_PROGRESS=text $(BIN)/jupyter-book build . --builder html -n -W --keep-going
 	@echo "Open file://$(CURDIR)/_build/html/index.html  (or: make serve)"
 
