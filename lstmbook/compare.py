@@ -371,11 +371,12 @@ def load_or_measure(path: Path = RESULTS) -> tuple[dict, str]:
     """The saved report of ``make bench``, or a short measurement made now; and which it is."""
     path = Path(path)
     if path.is_file():
-        return json.loads(path.read_text()), f"saved by `make bench` ({path.name})"
+        return (json.loads(path.read_text()),
+                f"saved by make bench in {path.parent.name}/{path.name}")
     seconds = quick(20, 1)
     return (measure(seconds, bench_seconds=quick(1.0, 0.1)),
             f"measured just now with {seconds} s per model, because {path} does not exist "
-            "(run `make bench` for the full measurement)")
+            "(run make bench for the full measurement)")
 
 
 def rows(results: dict, device: str = "cpu") -> list[dict]:

@@ -124,7 +124,7 @@ def test_comparison_page_shows_the_saved_table(site, browser):
     from lstmbook import compare
     page, _ = open_page(browser, f"{site}/book/06_comparison.html")
     text = page.inner_text("main")
-    assert "saved by `make bench`" in text or "saved by make bench" in text
+    assert "saved by make bench in results/bench.json" in text
     table = page.locator("table", has_text="fwd+bwd tokens/s")
     assert table.count() == 1
     rows = table.locator("tbody tr").all_inner_texts()
