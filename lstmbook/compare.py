@@ -65,14 +65,16 @@ class Contender:
     bench_row: str            # its row in lstmbook.bench (forward+backward tokens/s)
     code: Callable            # () -> the functions and classes that define the model
     note: str = ""
+    fixed: tuple = ()         # hyper-parameters this model has no use for (NumPy: embed)
 
 
 CONTENDERS: dict[str, Contender] = {}
 
 
-def contender(name, lesson, bench_row, code, note="", **hp):
+def contender(name, lesson, bench_row, code, note="", fixed=(), **hp):
     def register(build):
-        CONTENDERS[name] = Contender(name, lesson, build, HParams(**hp), bench_row, code, note)
+        CONTENDERS[name] = Contender(name, lesson, build, HParams(**hp), bench_row, code, note,
+                                     fixed)
         return build
     return register
 
@@ -113,7 +115,7 @@ def _numpy_code():
 
 
 @contender("NumPy, by hand", 2, "NumPy LSTM (lesson 2)", _numpy_code, embed=0, lr=1e-2,
-           note="one-hot input; forward and backward written by hand")
+           note="one-hot input; forward and backward written by hand", fixed=("embed",))
 def numpy_model(vocab_size, hp):
     from .numpy_lstm import Adam, CharLSTM, train_step
     model = CharLSTM(vocab_size, hp.hidden, seed=0)
@@ -313,6 +315,9 @@ def train(name: str, corpus, seconds: float, *, evals: int = 4, seed: int = 0,
     unknown = set(changes or {}) - set(TUNABLE)
     if unknown:
         raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)}; choose from {list(TUNABLE)}")
+    for key in set(changes or {}) & set(entry.fixed):
+        raise ValueError(f"{name!r} has no use for {key!r} (it is {getattr(entry.hp, key)!r} "
+                         f"by construction: {entry.note}); change another hyper-parameter")
     hp = replace(entry.hp, **(changes or {}))
     seed_everything(seed)
     model = entry.build(len(corpus.vocab), hp)
@@ -320,7 +325,7 @@ def train(name: str, corpus, seconds: float, *, evals: int = 4, seed: int = 0,
     eval_at = [seconds * (k + 1) / evals for k in range(evals)]
     curve, clock, steps, ema = [], 0.0, 0, None
     bar = progress(None, desc=name, total=seconds, unit="s",
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s{postfix}")
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:g} s{postfix}")
     while eval_at:
         X, Y = next(batches)
         start = time.perf_counter()

@@ -110,6 +110,11 @@ def test_unknown_change_is_refused(corpus):
         compare.train("torch.nn.LSTM", corpus, 0.1, changes={"hiden": 32})
 
 
+def test_a_change_the_model_cannot_use_is_refused(corpus):
+    with pytest.raises(ValueError, match="'NumPy, by hand' has no use for 'embed'.*one-hot"):
+        compare.train("NumPy, by hand", corpus, 0.1, changes={"embed": 64})
+
+
 def test_non_finite_loss_stops_with_a_hint(corpus, monkeypatch):
     def broken(vocab_size, hp):
         return compare.Model(lambda X, Y, lr: float("nan"), lambda val: 0.0,
