@@ -38,7 +38,9 @@ MANIFEST = ".lstm-course-sync.json"    # hashes of the copies as made (hidden in
 BACKUPS = "backups"                    # reset keeps the replaced copy here, inside the work folder
 HUB_FOLDER = "lstm-course"             # each hub user's copy: ~/lstm-course
 # No news feed, no update check: JupyterLab then makes no requests to the internet on its own,
-# and lab/jupyter-config (added to JUPYTER_CONFIG_PATH) turns off the question about news.
+# and lab/jupyter-config (added to JUPYTER_CONFIG_PATH) turns off the question about news and
+# opens a lesson's MyST source (book/*.md, what the book's launch button links to) as a notebook,
+# through jupytext.
 OFFLINE_ARGS = ["--LabApp.news_url=None",
                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
 CONFIG_PATH = ROOT / "lab" / "jupyter-config"

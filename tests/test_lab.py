@@ -62,6 +62,7 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     (root / "book").mkdir()
     shutil.copy2(lab.GUIDE, root / "book" / lab.GUIDE.name)
+    shutil.copy2(lab.ROOT / "book" / "00_intro.md", root / "book")  # a lesson's MyST source
     work = root / "my-work"
     _, workspaces = lab.prepare(root=root, work=work, guide=root / "book" / lab.GUIDE.name)
     url, cmd = lab.plan(root=root, workspaces_dir=workspaces)
@@ -220,6 +221,20 @@ def test_student_runs_the_first_cells_in_the_browser(server, browser):
     outside = [u for u in requests if urlparse(u).scheme in ("http", "https", "ws", "wss")
                and urlparse(u).hostname != "127.0.0.1"]
     assert not outside, outside
+    page.close()
+
+
+def test_a_lessons_source_opens_as_a_notebook(server, browser):
+    """The book's launch button opens book/NN_name.md: jupytext shows it as a notebook, with
+    its code cells, not as Markdown text."""
+    page = browser.new_page()
+    page.goto(f"{server['base']}/lab/workspaces/launch/tree/book/00_intro.md?reset"
+              f"&token={server['token']}")
+    panel = page.locator(".jp-NotebookPanel")
+    panel.wait_for()
+    panel.locator(".jp-CodeCell").first.wait_for()
+    assert panel.locator(".jp-CodeCell").count() >= 3
+    assert page.locator(".jp-FileEditor").count() == 0
     page.close()
 
 
