@@ -248,7 +248,8 @@ def main(argv=None) -> None:
     parser.add_argument("--train-seconds", type=float, default=60.0,
                         help="training budget per implementation (default 60; 0 skips training)")
     parser.add_argument("--only", action="append", choices=list(compare.CONTENDERS),
-                        metavar="NAME", help="train only this implementation (repeatable)")
+                        metavar="NAME", help="train only this implementation (repeatable): "
+                        + "; ".join(repr(name) for name in compare.CONTENDERS))
     parser.add_argument("--out", type=Path, default=compare.RESULTS)
     args = parser.parse_args(argv)
     start = time.perf_counter()
