@@ -46,7 +46,6 @@ def row(name: str):
 
 def _module_step(module: str, cls_name: str, device: str, shape: Shape = SHAPE):
     """Forward+backward of a recurrent module with nn.LSTM's interface on the benchmark shape."""
-    import importlib
     import torch
     torch.manual_seed(0)
     cls = getattr(importlib.import_module(module), cls_name)

@@ -213,11 +213,10 @@ def _torch_model(core):
         recurrent = getattr(module, name)(hp.embed, hp.hidden, batch_first=True)
         if name.endswith("LSTM"):
             lstm = init_forget_bias(torch.nn.LSTM(hp.embed, hp.hidden, batch_first=True), 1.0)
-            with torch.no_grad():
-                if name == "NaiveLSTM":
-                    copy_lstm_weights(recurrent, lstm)
-                else:
-                    recurrent.load_state_dict(lstm.state_dict())
+            if name == "NaiveLSTM":
+                copy_lstm_weights(recurrent, lstm)
+            else:
+                recurrent.load_state_dict(lstm.state_dict())
         model = CharModel(vocab_size, recurrent, hp.embed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=0.01)
 

@@ -14,23 +14,10 @@ from autograd import grad
 from lstmbook import checks, training
 from lstmbook import autograd_lstm as L
 from lstmbook.checks import autograd_lstm as check
+from lstmbook.checks import numeric_grad
 
 Tensor = L.Tensor
 TOL = 1e-7  # relative error allowed against the references in float64
-
-
-def numeric_grad(f, x, eps=1e-6):
-    x = np.array(x, dtype=np.float64)
-    out = np.zeros_like(x)
-    for j in np.ndindex(x.shape):
-        old = x[j]
-        x[j] = old + eps
-        up = f(x)
-        x[j] = old - eps
-        down = f(x)
-        x[j] = old
-        out[j] = (up - down) / (2 * eps)
-    return out
 
 
 def rel_err(got, expected):

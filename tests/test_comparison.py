@@ -47,13 +47,12 @@ def test_every_contender_has_a_throughput_row(measured):
     assert nn_lstm["ratio"] == 1.0
 
 
-def test_parameter_counts_match_the_models():
+def test_parameter_counts_match_the_models(corpus):
     """Independent counts: PyTorch's modules, and the formulas of lessons 2, 3 and 5."""
     import torch
     V, E, H = 65, 64, 256
     torch_lstm = (V * E + sum(p.numel() for p in torch.nn.LSTM(E, H).parameters()) + H * V + V)
-    corpus_v = len(load_shakespeare().vocab)
-    assert corpus_v == V
+    assert len(corpus.vocab) == V
     counts = {name: c.build(V, c.hp).num_params for name, c in compare.CONTENDERS.items()
               if name != "Keras"}
     assert counts["torch.nn.LSTM"] == counts["PyTorch fused"] == torch_lstm

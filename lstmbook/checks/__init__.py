@@ -64,3 +64,19 @@ def expect_close(name: str, got, expected, *, atol: float = 1e-8, rtol: float = 
             f"{name} differs from the reference: max abs error {err.max():.3g} at index "
             f"{tuple(int(i) for i in where)} (got {got[where]:.6g}, expected {expected[where]:.6g})."
             + (f" Hint: {hint}" if hint else ""))
+
+
+def numeric_grad(f, x, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of the scalar function f at x, in float64: the finite-difference
+    oracle of the checks (and of the tests of the lessons' engines)."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    for j in np.ndindex(x.shape):
+        old = x[j]
+        x[j] = old + eps
+        up = f(x)
+        x[j] = old - eps
+        down = f(x)
+        x[j] = old
+        grad[j] = (up - down) / (2 * eps)
+    return grad

@@ -8,25 +8,7 @@ student's functions, and the ``Tensor`` class to build inputs from); it never im
 """
 import numpy as np
 
-from . import ExerciseFailed, exercise, expect_close
-
-EPS = 1e-6  # central-difference step in float64
-
-
-def _numeric_grad(f, x):
-    """Central differences of the scalar function f at the float64 array x."""
-    x = np.array(x, dtype=np.float64)
-    grad = np.zeros_like(x)
-    for j in np.ndindex(x.shape):
-        old = x[j]
-        x[j] = old + EPS
-        up = f(x)
-        x[j] = old - EPS
-        down = f(x)
-        x[j] = old
-        grad[j] = (up - down) / (2 * EPS)
-    return grad
-
+from . import ExerciseFailed, exercise, expect_close, numeric_grad
 
 def _run(what, action, hint):
     """Run the student's code; turn anything but NotImplementedError into ExerciseFailed."""
@@ -56,8 +38,8 @@ def _check_binary(op_name, op, Tensor, a, b, hint, rng):
     expect_close(f"the output of {what}", out.data, expected_out)
     G = rng.standard_normal(expected_out.shape)
     _run(f"the backward of {what}", lambda: out.backward(G), hint)
-    grad_a = _numeric_grad(lambda x: np.sum(G * forward(x, b)), a)
-    grad_b = _numeric_grad(lambda y: np.sum(G * forward(a, y)), b)
+    grad_a = numeric_grad(lambda x: np.sum(G * forward(x, b)), a)
+    grad_b = numeric_grad(lambda y: np.sum(G * forward(a, y)), b)
     expect_close(f"dL/da of {what}", _leaf_grad(ta, f"a of {what}", hint), grad_a,
                  atol=1e-7, rtol=1e-6, hint=hint)
     expect_close(f"dL/db of {what}", _leaf_grad(tb, f"b of {what}", hint), grad_b,
@@ -86,7 +68,7 @@ def _check_unary(name, op, forward, Tensor, hint, rng):
     expect_close(f"the output of {name}", out.data, forward(x))
     G = rng.standard_normal(x.shape)
     _run(f"the backward of {name}", lambda: out.backward(G), hint)
-    expected = _numeric_grad(lambda z: np.sum(G * forward(z)), x)
+    expected = numeric_grad(lambda z: np.sum(G * forward(z)), x)
     expect_close(f"dL/dx of {name}", _leaf_grad(tx, f"the input of {name}", hint), expected,
                  atol=1e-7, rtol=1e-6, hint=hint)
 
