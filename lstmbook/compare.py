@@ -71,6 +71,15 @@ class Contender:
 CONTENDERS: dict[str, Contender] = {}
 
 
+def lm_model(step, logits_fn, make_step_fn, num_params) -> Model:
+    """A Model scored by ``lm.validation_loss(logits_fn)`` and sampled by ``lm.sample`` with
+    the step function ``make_step_fn()`` returns (made when sampling, after training)."""
+    return Model(step, lambda val: lm.validation_loss(logits_fn, val),
+                 lambda vocab, prompt, n, t, seed: lm.sample(
+                     make_step_fn(), vocab, prompt, n, t, np.random.default_rng(seed)),
+                 num_params)
+
+
 def contender(name, lesson, bench_row, code, note="", fixed=(), **hp):
     def register(build):
         CONTENDERS[name] = Contender(name, lesson, build, HParams(**hp), bench_row, code, note,
@@ -125,10 +134,8 @@ def numpy_model(vocab_size, hp):
         optimizer.lr = lr
         return train_step(model, optimizer, X, Y, max_norm=hp.clip)[0]
 
-    return Model(step, lambda val: lm.validation_loss(model.logits_fn, val),
-                 lambda vocab, prompt, n, t, seed: lm.sample(
-                     model.step_fn, vocab, prompt, n, t, np.random.default_rng(seed)),
-                 sum(p.size for p in model.params()))
+    return lm_model(step, model.logits_fn, lambda: model.step_fn,
+                    sum(p.size for p in model.params()))
 
 
 def _engine_code():
@@ -160,10 +167,8 @@ def engine_model(vocab_size, hp):
         optimizer.step({k: p.grad for k, p in params.items()}, lr=lr)
         return float(loss.data)
 
-    return Model(step, lambda val: lm.validation_loss(model.logits, val),
-                 lambda vocab, prompt, n, t, seed: lm.sample(
-                     model.step, vocab, prompt, n, t, np.random.default_rng(seed)),
-                 sum(p.data.size for p in params.values()))
+    return lm_model(step, model.logits, lambda: model.step,
+                    sum(p.data.size for p in params.values()))
 
 
 def _hips_code():
@@ -191,11 +196,8 @@ def hips_model(vocab_size, hp):
         logits, state = char_model(lstm_cell, p, np.array([[token]]), state or zeros(1))
         return logits[0, 0], state
 
-    return Model(step, lambda val: lm.validation_loss(
-                     lambda X: char_model(lstm_cell, p, X, zeros(len(X)))[0], val),
-                 lambda vocab, prompt, n, t, seed: lm.sample(
-                     step_fn, vocab, prompt, n, t, np.random.default_rng(seed)),
-                 sum(v.size for v in p.values()))
+    return lm_model(step, lambda X: char_model(lstm_cell, p, X, zeros(len(X)))[0],
+                    lambda: step_fn, sum(v.size for v in p.values()))
 
 
 def _torch_model(core):
@@ -283,13 +285,8 @@ def keras_model(vocab_size, hp):
         model.optimizer.learning_rate.assign(lr)
         return float(model.train_on_batch(X.astype(np.int32), Y.astype(np.int32)))
 
-    def sample(vocab, prompt, n, t, seed):
-        return lm.sample(keras_step_fn(generation_model(model)), vocab, prompt, n, t,
-                         np.random.default_rng(seed))
-
-    return Model(step, lambda val: lm.validation_loss(
-                     lambda X: model.predict_on_batch(X.astype(np.int32)), val),
-                 sample, model.count_params())
+    return lm_model(step, lambda X: model.predict_on_batch(X.astype(np.int32)),
+                    lambda: keras_step_fn(generation_model(model)), model.count_params())
 
 
 contender("RNN (baseline)", 4, "torch.nn.RNN", _lesson4("CharModel"),
