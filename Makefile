@@ -32,7 +32,7 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 
 sync: $(VENV)/.installed
-	$(PY) -m lstmbook.sync
+	$(PY) tools/sync.py
 
 # jupyter-cache keys a page on its code cells only: a change in lstmbook/ or in the saved results
 # (make bench, make train) would leave stale outputs. Drop the cache when any of them is newer.
@@ -69,13 +69,13 @@ serve:
 	$(PYTHON) -m http.server --bind 127.0.0.1 --directory _build/html 8000
 
 lab: $(VENV)/.installed
-	$(PY) -m lstmbook.lab
+	$(PY) lab/lab.py
 
 lab-update: $(VENV)/.installed
-	$(PY) -m lstmbook.lab update
+	$(PY) lab/lab.py update
 
 lab-reset: $(VENV)/.installed
-	$(PY) -m lstmbook.lab reset "$(NB)"
+	$(PY) lab/lab.py reset "$(NB)"
 
 # A trial of the class hub on this machine only: accounts and student folders in _build/hub.
 HUB_PORT ?= 8090
@@ -100,7 +100,7 @@ bench: $(VENV)/.installed
 # The course's best character model (lesson 4), trained for a wall-clock budget.
 ARGS ?= --minutes 4
 train: $(VENV)/.installed
-	$(PY) -m lstmbook.train $(ARGS)
+	$(PY) -m lstmbook.best_model $(ARGS)
 
 clean:
 	rm -rf _build

@@ -9,12 +9,12 @@ when its cell's saved output says "Exercise N.M passed", as the student last sav
 re-run the checks yourself, execute the copies as an unprivileged user or in a container, never
 as root: they contain the students' code.
 """
-from pathlib import Path
 import argparse
 import csv
 import json
 import re
 import shutil
+from pathlib import Path
 
 COURSE_FOLDER = "lstm-course"
 LABS = Path(__file__).resolve().parent.parent / "labs"

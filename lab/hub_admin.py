@@ -9,16 +9,16 @@ NativeAuthenticator the first person to sign up under a name owns it, so an admi
 could be claimed by someone else. It writes to the hub's database in LSTM_HUB_STATE (default:
 the current folder), creating the database if the hub has not run yet; the hub may be running.
 """
-from pathlib import Path
 import argparse
 import getpass
 import os
 import re
 import sys
+from pathlib import Path
 
 import bcrypt
 from jupyterhub import orm
-from nativeauthenticator.orm import UserInfo   # registers its table with the hub's database
+from nativeauthenticator.orm import UserInfo  # registers its table with the hub's database
 
 MIN_LENGTH = 10   # as c.NativeAuthenticator.minimum_password_length in jupyterhub_config.py
 USERNAME = re.compile(r"^[a-z][a-z0-9_-]{1,30}$")   # as c.Authenticator.username_pattern

@@ -12,7 +12,7 @@ What it sets up (book/instructor_guide.md explains each choice):
   the account for a while. Create the instructor's account before opening the hub to the
   network: `make hub-admin` (or `python lab/hub_admin.py NAME`), so nobody can sign up first
   under an admin name.
-- Each student's server starts through `python -m lstmbook.lab hub-user`, which runs as the
+- Each student's server starts through `python lab/lab.py hub-user`, which runs as the
   student, copies the practice notebooks into ~/lstm-course (new ones added, edited ones never
   touched), and opens the workspace with the lab guide and the first notebook.
 - Idle servers are stopped by jupyterhub-idle-culler, a hub-managed service with only the
@@ -86,7 +86,7 @@ c.NativeAuthenticator.allowed_failed_logins = 5
 c.NativeAuthenticator.seconds_before_next_try = 600
 
 # --- each student's server: their own copy of the labs, the course workspace ----------------------
-c.Spawner.cmd = [sys.executable, "-m", "lstmbook.lab", "hub-user"]
+c.Spawner.cmd = [sys.executable, str(COURSE / "lab" / "lab.py"), "hub-user"]
 c.Spawner.notebook_dir = "~"                 # home; the copy is ~/lstm-course
 c.Spawner.default_url = "/lab/workspaces/lstm-course"
 c.Spawner.mem_limit = env("LSTM_HUB_MEM_LIMIT", "2G")

@@ -3,38 +3,34 @@
 All rows run the common benchmark shape (batch 32, 64 steps, input 64, hidden 256, float32);
 each row's tokens/s is divided by ``torch.nn.LSTM``'s on the same device in the same run, so the
 ratio survives a noisy machine better than the raw figure. CPU always; CUDA too when present.
-A lesson adds a row by decorating a factory with ``@row("name")`` in a module listed in
-``ROW_MODULES``; the factory takes a device name and returns a no-argument ``step()`` that runs
-one forward and backward pass, or None when it cannot run on that device.
+A row is a factory decorated with ``@row("name")`` below; it takes a device name and returns a
+no-argument ``step()`` that runs one forward and backward pass, or None when it cannot run on
+that device. Rows hold the classes and functions they time, so a moved lesson module breaks the
+import here at once, not a row at run time. After the rows, ``make bench`` trains lesson 6's
+contenders (``compare``) and writes the whole report.
 """
-from dataclasses import asdict, dataclass
-from pathlib import Path
 import argparse
 import functools
-import importlib
 import json
-import os
-import platform
 import time
+from dataclasses import asdict
+from pathlib import Path
+
+import autograd.numpy as anp
+import numpy as np
+import torch
+from autograd import grad
+from torch import nn
+
+from . import compare
+from .lessons.autograd_lstm import LSTMCell, Tensor, init_params, lstm_cell, stack
+from .lessons.numpy_lstm import bench_step, lstm_layer_backward_fast, lstm_layer_forward_fast
+from .lessons.pytorch_lstm import FastLSTM, FusedLSTM, NaiveLSTM, ScriptedLSTM
+from .runtime import import_tensorflow
+from .training import SHAPE, Shape, throughput
 
 BASELINE = "torch.nn.LSTM"
-ROW_MODULES = ["lstmbook.bench"]
 ROWS = {}
-
-
-@dataclass(frozen=True)
-class Shape:
-    batch: int = 32
-    steps: int = 64
-    inputs: int = 64
-    hiddens: int = 256
-
-    @property
-    def tokens(self) -> int:
-        return self.batch * self.steps
-
-
-SHAPE = Shape()
 
 
 def row(name: str):
@@ -44,11 +40,9 @@ def row(name: str):
     return register
 
 
-def _module_step(module: str, cls_name: str, device: str, shape: Shape = SHAPE):
+def _module_step(cls, device: str, shape: Shape = SHAPE):
     """Forward+backward of a recurrent module with nn.LSTM's interface on the benchmark shape."""
-    import torch
     torch.manual_seed(0)
-    cls = getattr(importlib.import_module(module), cls_name)
     layer = cls(shape.inputs, shape.hiddens, batch_first=True).to(device)
     X = torch.randn(shape.batch, shape.steps, shape.inputs, device=device)
 
@@ -58,28 +52,27 @@ def _module_step(module: str, cls_name: str, device: str, shape: Shape = SHAPE):
     return step
 
 
-# Rows that differ only in the module: row name -> (Python module, class). The lesson-4 classes:
-# one nn.Linear per gate (naive); one product for the four gates with the input projection
-# hoisted (fused); its time loop compiled by torch.jit.script (TorchScript); its hand-written
-# BPTT as a torch.autograd.Function (own backward). nn.GRU and nn.RNN are lesson 6's baselines.
+# Rows that differ only in the module. The lesson-4 classes: one nn.Linear per gate (naive); one
+# product for the four gates with the input projection hoisted (fused); its time loop compiled by
+# torch.jit.script (TorchScript); its hand-written BPTT as a torch.autograd.Function (own
+# backward). nn.GRU and nn.RNN are lesson 6's baselines.
 MODULE_ROWS = {
-    BASELINE: ("torch.nn", "LSTM"),
-    "torch.nn.GRU": ("torch.nn", "GRU"),
-    "torch.nn.RNN": ("torch.nn", "RNN"),
-    "PyTorch naive LSTM (lesson 4)": ("lstmbook.pytorch_lstm", "NaiveLSTM"),
-    "PyTorch fused LSTM (lesson 4)": ("lstmbook.pytorch_lstm", "FusedLSTM"),
-    "PyTorch fused, TorchScript (lesson 4)": ("lstmbook.pytorch_lstm", "ScriptedLSTM"),
-    "PyTorch fused, own backward (lesson 4)": ("lstmbook.pytorch_lstm", "FastLSTM"),
+    BASELINE: nn.LSTM,
+    "torch.nn.GRU": nn.GRU,
+    "torch.nn.RNN": nn.RNN,
+    "PyTorch naive LSTM (lesson 4)": NaiveLSTM,
+    "PyTorch fused LSTM (lesson 4)": FusedLSTM,
+    "PyTorch fused, TorchScript (lesson 4)": ScriptedLSTM,
+    "PyTorch fused, own backward (lesson 4)": FastLSTM,
 }
-for _name, (_module, _cls) in MODULE_ROWS.items():
-    row(_name)(functools.partial(_module_step, _module, _cls))
+for _name, _cls in MODULE_ROWS.items():
+    row(_name)(functools.partial(_module_step, _cls))
 
 
 @row("NumPy LSTM (lesson 2)")
 def numpy_lstm(device: str, shape: Shape = SHAPE):
     if device != "cpu":
         return None
-    from lstmbook.numpy_lstm import bench_step, lstm_layer_backward_fast, lstm_layer_forward_fast
     return bench_step(shape, lstm_layer_forward_fast, lstm_layer_backward_fast)
 
 
@@ -88,7 +81,6 @@ def keras_lstm(device: str, shape: Shape = SHAPE):
     """keras.layers.LSTM on TensorFlow (tensorflow-cpu: CPU only), fwd+bwd inside a tf.function."""
     if device != "cpu":
         return None
-    from lstmbook.runtime import import_tensorflow
     tf = import_tensorflow()
     import keras
 
@@ -112,9 +104,6 @@ def engine_lstm(device: str, shape: Shape = SHAPE):
     """Lesson 3's reverse-mode Tensor engine: LSTMCell unrolled, sum of outputs, backward()."""
     if device != "cpu":
         return None
-    import numpy as np
-    from lstmbook.autograd_lstm import LSTMCell, Tensor, stack
-
     cell = LSTMCell(shape.inputs, shape.hiddens, seed=0, dtype=np.float32)
     X = np.random.default_rng(0).standard_normal(
         (shape.batch, shape.steps, shape.inputs)).astype(np.float32)
@@ -136,11 +125,6 @@ def hips_lstm(device: str, shape: Shape = SHAPE):
     """Lesson 3's LSTM as a pure NumPy function, differentiated by HIPS autograd."""
     if device != "cpu":
         return None
-    import numpy as np
-    import autograd.numpy as anp
-    from autograd import grad
-    from lstmbook.autograd_lstm import init_params, lstm_cell
-
     p = {k: v for k, v in init_params("lstm", 1, shape.inputs, shape.hiddens).items()
          if k in ("W_x", "W_h", "b")}
     X = np.random.default_rng(0).standard_normal(
@@ -161,56 +145,11 @@ def hips_lstm(device: str, shape: Shape = SHAPE):
     return step
 
 
-def _synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-        torch.cuda.synchronize()
-
-
-def measure(step, device: str = "cpu", seconds: float = 2.0, warmup: int = 3,
-            shape: Shape = SHAPE) -> float:
-    """Tokens per second of ``step`` (one forward+backward of the benchmark shape)."""
-    for _ in range(warmup):
-        step()
-    _synchronize(device)
-    iters, start = 0, time.perf_counter()
-    while True:
-        step()
-        iters += 1
-        _synchronize(device)
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds and iters >= 3:
-            return shape.tokens * iters / elapsed
-
-
 def devices() -> list[str]:
-    import torch
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def machine() -> dict:
-    import torch
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "processor": _cpu_model()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def run(names=None, seconds: float = 2.0, device_list=None) -> list[dict]:
-    for module in ROW_MODULES:
-        importlib.import_module(module)
     names = names or list(ROWS)
     results = []
     for device in device_list or devices():
@@ -219,7 +158,7 @@ def run(names=None, seconds: float = 2.0, device_list=None) -> list[dict]:
             step = ROWS[name](device)
             if step is None:
                 continue
-            tps = measure(step, device, seconds)
+            tps = throughput(step, device, seconds)
             base = tps if name == BASELINE else base
             results.append({"name": name, "device": device, "tokens_per_s": tps,
                             "ratio_to_nn_lstm": tps / base})
@@ -236,7 +175,6 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    from lstmbook import compare
     parser = argparse.ArgumentParser(
         description="Benchmark the course's LSTMs: forward+backward tokens/s of every "
                     "implementation, then lesson 6's comparison (each trained on the common task "
@@ -261,7 +199,7 @@ def main(argv=None) -> None:
         print(f"\nTraining each implementation for {args.train_seconds:g} s on the common task\n",
               flush=True)
         runs = compare.run_all(args.train_seconds, args.only)
-    report = compare.report(results, runs, args.train_seconds)
+    report = {**compare.report(runs, args.train_seconds, results), "shape": asdict(SHAPE)}
     if runs:
         print("\n" + compare.table(report, fmt="simple"))
     args.out.parent.mkdir(parents=True, exist_ok=True)

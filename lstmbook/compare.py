@@ -13,22 +13,24 @@ pause the clock), the same random windows and a cosine learning-rate decay keyed
 ``make bench`` runs them all after the throughput rows and saves one JSON report, which lesson 6
 loads (``load_or_measure``).
 """
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Callable
 import ast
 import inspect
 import json
-import math
 import textwrap
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from . import lm
 from .data import load_shakespeare, random_batches
-from .runtime import QUICK, import_tensorflow, quick, seed_everything
-from .training import NAN_HINT, check_finite, progress
+from .lessons import autograd_lstm, numpy_lstm, pytorch_lstm
+from .runtime import QUICK, import_tensorflow, machine, quick, seed_everything
+from .training import cosine_lr, run_for
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "bench.json"
 
@@ -88,12 +90,6 @@ def contender(name, lesson, bench_row, code, note="", fixed=(), **hp):
     return register
 
 
-def cosine_lr(progress: float, peak: float) -> float:
-    """From peak at progress 0 down to peak / 10 at progress 1."""
-    low = peak / 10
-    return low + 0.5 * (peak - low) * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
 # --- lines of code -------------------------------------------------------------------------------
 
 def code_lines(*objects) -> int:
@@ -118,7 +114,7 @@ def code_lines(*objects) -> int:
 # --- the contenders ------------------------------------------------------------------------------
 
 def _numpy_code():
-    from . import numpy_lstm as m
+    m = numpy_lstm
     return [m._sigmoid_, m.lstm_layer_forward_fast, m.lstm_layer_backward_fast, m.CharLSTM,
             m.char_lstm_forward, m.char_lstm_backward, m.softmax_cross_entropy]
 
@@ -126,26 +122,24 @@ def _numpy_code():
 @contender("NumPy, by hand", 2, "NumPy LSTM (lesson 2)", _numpy_code, embed=0, lr=1e-2,
            note="one-hot input; forward and backward written by hand", fixed=("embed",))
 def numpy_model(vocab_size, hp):
-    from .numpy_lstm import Adam, CharLSTM, train_step
-    model = CharLSTM(vocab_size, hp.hidden, seed=0)
-    optimizer = Adam(model.params(), lr=hp.lr)
+    model = numpy_lstm.CharLSTM(vocab_size, hp.hidden, seed=0)
+    optimizer = numpy_lstm.Adam(model.params(), lr=hp.lr)
 
     def step(X, Y, lr):
         optimizer.lr = lr
-        return train_step(model, optimizer, X, Y, max_norm=hp.clip)[0]
+        return numpy_lstm.train_step(model, optimizer, X, Y, max_norm=hp.clip)[0]
 
     return lm_model(step, model.logits_fn, lambda: model.step_fn,
                     sum(p.size for p in model.params()))
 
 
 def _engine_code():
-    from . import autograd_lstm as m
-    return [m.LSTMCell, m.CharLSTM]
+    return [autograd_lstm.LSTMCell, autograd_lstm.CharLSTM]
 
 
 def engine_code():
     """The engine itself (lesson 3, part A): what the engine contender stands on."""
-    from . import autograd_lstm as m
+    m = autograd_lstm
     return [m.Tensor, m.as_tensor, m.broadcast_shape, m.unbroadcast, m.topological_order,
             m.initial_adjoint, m.release, m.backward, m.add, m.no_grad, m.mul, m.matmul,
             m.sigmoid, m.tanh, m.tensor_sum, m.getitem, m.reshape, m.stack, m.embedding,
@@ -155,15 +149,15 @@ def engine_code():
 @contender("Autograd engine", 3, "Autograd engine LSTM (lesson 3)", _engine_code,
            note="lesson 3's Tensor engine on NumPy")
 def engine_model(vocab_size, hp):
-    from .autograd_lstm import Adam, CharLSTM, tbptt_step
-    model = CharLSTM(vocab_size, hp.embed, hp.hidden, seed=0)
+    model = autograd_lstm.CharLSTM(vocab_size, hp.embed, hp.hidden, seed=0)
     params = model.parameters()
-    optimizer = Adam({k: p.data for k, p in params.items()}, lr=hp.lr, clip=hp.clip)
+    optimizer = autograd_lstm.Adam({k: p.data for k, p in params.items()}, lr=hp.lr,
+                                   clip=hp.clip)
 
     def step(X, Y, lr):
         for p in params.values():
             p.grad = None
-        loss, _ = tbptt_step(model, X, Y, None)
+        loss, _ = autograd_lstm.tbptt_step(model, X, Y, None)
         optimizer.step({k: p.grad for k, p in params.items()}, lr=lr)
         return float(loss.data)
 
@@ -172,95 +166,84 @@ def engine_model(vocab_size, hp):
 
 
 def _hips_code():
-    from . import autograd_lstm as m
+    m = autograd_lstm
     return [m.anp_sigmoid, m.anp_tanh, m.lstm_cell, m.char_model, m.char_model_loss]
 
 
 @contender("HIPS autograd", 3, "HIPS autograd LSTM (lesson 3)", _hips_code,
            note="a pure NumPy function, differentiated by the autograd package")
 def hips_model(vocab_size, hp):
-    from .autograd_lstm import Adam, char_model, init_params, loss_grad, lstm_cell
-    p = init_params("lstm", vocab_size, hp.embed, hp.hidden, seed=0)
-    optimizer = Adam(p, lr=hp.lr, clip=hp.clip)
+    m = autograd_lstm
+    p = m.init_params("lstm", vocab_size, hp.embed, hp.hidden, seed=0)
+    optimizer = m.Adam(p, lr=hp.lr, clip=hp.clip)
 
     def zeros(batch):
         Z = np.zeros((batch, hp.hidden), np.float32)
         return Z, Z
 
     def step(X, Y, lr):
-        grads, (loss, _) = loss_grad(lstm_cell, p, X, Y, zeros(len(X)))
+        grads, (loss, _) = m.loss_grad(m.lstm_cell, p, X, Y, zeros(len(X)))
         optimizer.step(grads, lr=lr)
         return float(loss)
 
     def step_fn(token, state):
-        logits, state = char_model(lstm_cell, p, np.array([[token]]), state or zeros(1))
+        logits, state = m.char_model(m.lstm_cell, p, np.array([[token]]), state or zeros(1))
         return logits[0, 0], state
 
-    return lm_model(step, lambda X: char_model(lstm_cell, p, X, zeros(len(X)))[0],
+    return lm_model(step, lambda X: m.char_model(m.lstm_cell, p, X, zeros(len(X)))[0],
                     lambda: step_fn, sum(v.size for v in p.values()))
 
 
 def _torch_model(core):
-    """A CharModel (lesson 4) around a batch_first core, trained with AdamW as in lesson 4.
-    ``core`` names torch.nn's class ("torch.nn.GRU") or lesson 4's ("FusedLSTM"); the three
-    LSTMs start from the same weights, nn.LSTM's with a forget-gate bias of +1."""
+    """A CharModel (lesson 4) around a batch_first ``core`` class (torch.nn's or lesson 4's),
+    trained with AdamW as in lesson 4; the three LSTMs start from the same weights, nn.LSTM's
+    with a forget-gate bias of +1."""
     def build(vocab_size, hp):
-        import torch
-        from torch.nn import functional as F
-        from . import pytorch_lstm
-        from .pytorch_lstm import (CharModel, copy_lstm_weights, init_forget_bias, sample_text,
-                                   validation_loss)
-        name = core.rsplit(".", 1)[-1]
-        module = torch.nn if core.startswith("torch.nn.") else pytorch_lstm
-        recurrent = getattr(module, name)(hp.embed, hp.hidden, batch_first=True)
-        if name.endswith("LSTM"):
-            lstm = init_forget_bias(torch.nn.LSTM(hp.embed, hp.hidden, batch_first=True), 1.0)
-            if name == "NaiveLSTM":
-                copy_lstm_weights(recurrent, lstm)
+        m = pytorch_lstm
+        recurrent = core(hp.embed, hp.hidden, batch_first=True)
+        if issubclass(core, (nn.LSTM, m.NaiveLSTM, m.FusedLSTM)):
+            lstm = m.init_forget_bias(nn.LSTM(hp.embed, hp.hidden, batch_first=True), 1.0)
+            if core is m.NaiveLSTM:
+                m.copy_lstm_weights(recurrent, lstm)
             else:
                 recurrent.load_state_dict(lstm.state_dict())
-        model = CharModel(vocab_size, recurrent, hp.embed)
+        model = m.CharModel(vocab_size, recurrent, hp.embed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=0.01)
 
         def step(X, Y, lr):
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            logits, _ = model(torch.as_tensor(X))
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)),
-                                   torch.as_tensor(Y).reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), hp.clip)
-            optimizer.step()
-            return loss.item()
+            return m.char_model_step(model, optimizer, torch.as_tensor(X), torch.as_tensor(Y),
+                                     hp.clip).item()
 
-        return Model(step, lambda val: validation_loss(model, val),
-                     lambda vocab, prompt, n, t, seed: sample_text(model, vocab, prompt, n, t, seed),
+        return Model(step, lambda val: m.validation_loss(model, val),
+                     lambda vocab, prompt, n, t, seed: m.sample_text(model, vocab, prompt, n, t,
+                                                                     seed),
                      sum(p.numel() for p in model.parameters()))
     return build
 
 
 def _lesson4(*names):
     def code():
-        from . import pytorch_lstm as m
-        return [getattr(m, name) for name in names]
+        return [getattr(pytorch_lstm, name) for name in names]
     return code
 
 
 contender("PyTorch naive", 4, "PyTorch naive LSTM (lesson 4)",
           _lesson4("NaiveLSTMCell", "naive_cell_step", "lstm_input", "lstm_output", "NaiveLSTM",
                    "CharModel"),
-          note="one nn.Linear per gate, autograd")(_torch_model("NaiveLSTM"))
+          note="one nn.Linear per gate, autograd")(_torch_model(pytorch_lstm.NaiveLSTM))
 contender("PyTorch fused", 4, "PyTorch fused LSTM (lesson 4)",
           _lesson4("fused_step", "fused_layer", "lstm_input", "lstm_output", "FusedLSTM",
                    "CharModel"),
-          note="one product for the four gates, input projection hoisted")(_torch_model("FusedLSTM"))
+          note="one product for the four gates, input projection hoisted"
+          )(_torch_model(pytorch_lstm.FusedLSTM))
 contender("torch.nn.LSTM", 4, "torch.nn.LSTM", _lesson4("CharModel"),
-          note="the library's fused kernels")(_torch_model("torch.nn.LSTM"))
+          note="the library's fused kernels")(_torch_model(nn.LSTM))
 
 
 def _keras_code():
-    from .keras_word_lstm import build_word_lm
+    from .lessons.keras_word_lstm import build_word_lm  # imports TensorFlow: seconds
     return [build_word_lm]
 
 
@@ -269,7 +252,8 @@ def _keras_code():
 def keras_model(vocab_size, hp):
     import_tensorflow()
     import keras
-    from .keras_word_lstm import build_word_lm, generation_model, keras_step_fn
+
+    from .lessons.keras_word_lstm import build_word_lm, generation_model, keras_step_fn
     keras.utils.set_random_seed(0)
     model = build_word_lm(vocab_size, hp.embed, hp.hidden, dropout=0.0)
     # Keras starts embeddings near zero (uniform in ±0.05); the other contenders draw them from
@@ -290,9 +274,9 @@ def keras_model(vocab_size, hp):
 
 
 contender("RNN (baseline)", 4, "torch.nn.RNN", _lesson4("CharModel"),
-          note="torch.nn.RNN, tanh: no gates")(_torch_model("torch.nn.RNN"))
+          note="torch.nn.RNN, tanh: no gates")(_torch_model(nn.RNN))
 contender("GRU (baseline)", 4, "torch.nn.GRU", _lesson4("CharModel"),
-          note="torch.nn.GRU: three gates, no cell state")(_torch_model("torch.nn.GRU"))
+          note="torch.nn.GRU: three gates, no cell state")(_torch_model(nn.GRU))
 
 
 # --- the harness ---------------------------------------------------------------------------------
@@ -305,12 +289,14 @@ def train(name: str, corpus, seconds: float, *, evals: int = 4, seed: int = 0,
     """Train contender ``name`` for ``seconds`` of training time; return its run record.
 
     ``changes`` overrides hyper-parameters (``{"hidden": 512}``). The validation loss is
-    measured ``evals`` times, evenly over the budget; the last one is the run's result.
+    measured ``evals`` times, evenly over the budget, with the clock paused; the last one is the
+    run's result.
     """
     entry = CONTENDERS[name]
     unknown = set(changes or {}) - set(TUNABLE)
     if unknown:
-        raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)}; choose from {list(TUNABLE)}")
+        raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)}; "
+                         f"choose from {list(TUNABLE)}")
     for key in set(changes or {}) & set(entry.fixed):
         raise ValueError(f"{name!r} has no use for {key!r} (it is {getattr(entry.hp, key)!r} "
                          f"by construction: {entry.note}); change another hyper-parameter")
@@ -318,32 +304,20 @@ def train(name: str, corpus, seconds: float, *, evals: int = 4, seed: int = 0,
     seed_everything(seed)
     model = entry.build(len(corpus.vocab), hp)
     batches = random_batches(corpus.train, hp.batch, hp.seq_len, np.random.default_rng(seed))
-    eval_at = [seconds * (k + 1) / evals for k in range(evals)]
-    curve, clock, steps, ema = [], 0.0, 0, None
-    bar = progress(None, desc=name, total=seconds, unit="s",
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:g} s{postfix}")
-    while eval_at:
-        X, Y = next(batches)
-        start = time.perf_counter()
-        loss = float(model.step(X, Y, cosine_lr(clock / seconds, hp.lr)))
-        elapsed = time.perf_counter() - start
-        check_finite(loss, steps, f"{NAN_HINT} (contender {name!r}, lr {hp.lr})")
-        clock, steps = clock + elapsed, steps + 1
-        ema = loss if ema is None else 0.95 * ema + 0.05 * loss
-        bar.update(min(elapsed, seconds - bar.n))
-        if clock >= eval_at[0]:
-            while eval_at and clock >= eval_at[0]:
-                eval_at.pop(0)
-            bar.set_postfix(loss=f"{ema:.3f}", refresh=False)
-            curve.append({"time_s": round(clock, 2), "step": steps, "train_loss": round(ema, 4),
-                          "val_loss": round(float(model.val_loss(corpus.val)), 4)})
-    bar.close()
-    tokens = steps * hp.batch * hp.seq_len
+
+    def step(_, progress):
+        return model.step(*next(batches), cosine_lr(progress, hp.lr))
+
+    h = run_for(seconds, step, eval_fn=lambda: model.val_loss(corpus.val), evals=evals,
+                pause_clock_for_eval=True, desc=name, plot=False,
+                context=f"contender {name!r}, lr {hp.lr}")
+    curve = [{"time_s": round(t, 2), "step": s + 1, "train_loss": round(h.smoothed[s], 4),
+              "val_loss": round(v, 4)} for s, t, v in zip(h.val_steps, h.val_times, h.val_losses)]
     record = {"name": name, "lesson": entry.lesson, "note": entry.note, "hparams": asdict(hp),
               "params": int(model.num_params), "lines": code_lines(*entry.code()),
-              "steps": steps, "train_seconds": round(clock, 2),
-              "train_chars_per_s": round(tokens / clock), "curve": curve,
-              "val_loss": curve[-1]["val_loss"], "bench_row": entry.bench_row}
+              "steps": h.num_steps, "train_seconds": round(h.seconds, 2),
+              "train_chars_per_s": round(h.num_steps * hp.batch * hp.seq_len / h.seconds),
+              "curve": curve, "val_loss": curve[-1]["val_loss"], "bench_row": entry.bench_row}
     if sample:
         record["sample"] = model.sample(corpus.vocab, PROMPT, SAMPLE_LENGTH, TEMPERATURE, seed)
     return record
@@ -354,30 +328,24 @@ def run_all(seconds: float, names=None, corpus=None, **kwargs) -> list[dict]:
     return [train(name, corpus, seconds, **kwargs) for name in names or CONTENDERS]
 
 
-def report(throughput: list[dict], runs: list[dict], seconds: float) -> dict:
-    from . import bench
-    return {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": bench.machine(),
-            "quick": QUICK, "train_seconds": seconds, "shape": asdict(bench.SHAPE),
-            "throughput": throughput, "runs": runs}
-
-
-def measure(seconds: float, bench_seconds: float, names=None) -> dict:
-    """Throughput rows, then every contender trained for ``seconds``: the full report."""
-    from . import bench
-    throughput = bench.run(seconds=bench_seconds)
-    return report(throughput, run_all(seconds, names), seconds)
+def report(runs: list[dict], seconds: float, throughput: list[dict] | None = None) -> dict:
+    """The comparison's record: the runs, where and when they were made, and the throughput
+    rows of ``make bench`` when it made them."""
+    return {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+            "quick": QUICK, "train_seconds": seconds, "throughput": throughput or [],
+            "runs": runs}
 
 
 def load_or_measure(path: Path = RESULTS) -> tuple[dict, str]:
-    """The saved report of ``make bench``, or a short measurement made now; and which it is."""
+    """The saved report of ``make bench``, or a short comparison run now; and which it is."""
     path = Path(path)
     if path.is_file():
         return (json.loads(path.read_text()),
                 f"saved by make bench in {path.parent.name}/{path.name}")
     seconds = quick(20, 1)
-    return (measure(seconds, bench_seconds=quick(1.0, 0.1)),
+    return (report(run_all(seconds), seconds),
             f"measured just now with {seconds} s per model, because {path} does not exist "
-            "(run make bench for the full measurement)")
+            "(run make bench for the full measurement, with the throughput columns)")
 
 
 def rows(results: dict, device: str = "cpu") -> list[dict]:

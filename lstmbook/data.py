@@ -2,9 +2,9 @@
 
 Nothing is downloaded: the text ships in ``data/tinyshakespeare.txt``.
 """
+import os
 from dataclasses import dataclass
 from pathlib import Path
-import os
 
 import numpy as np
 

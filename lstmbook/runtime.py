@@ -1,11 +1,14 @@
-"""Run-time switches shared by every lesson: quick mode, seeding, progress-bar style.
+"""Run-time switches shared by every lesson: quick mode, seeding, progress-bar style, the
+quiet TensorFlow import, and a description of the machine a measurement ran on.
 
 Quick mode (``LSTMBOOK_QUICK=1``, set by ``make test`` and CI) shrinks training loops and
 evaluation so every notebook runs in seconds; the code path stays the same.
 """
 import os
+import platform
 import random
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -42,6 +45,27 @@ def text_progress() -> bool:
     final text bar instead of a widget that would need JavaScript from the network.
     """
     return os.environ.get("LSTMBOOK_PROGRESS", "").strip().lower() == "text"
+
+
+def machine() -> dict:
+    """Where a measurement was made: platform, processor, cores, PyTorch and its threads, GPU."""
+    import torch
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "processor": _cpu_model()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 # TensorFlow's start-up notices that say nothing to a reader (the oneDNN notice is printed while

@@ -8,7 +8,7 @@ model is rebuilt from the sizes the checkpoint records. The sampler is ``lstmboo
 """
 import sys
 
-from .train import sample_main
+from .best_model import sample_main
 
 if __name__ == "__main__":
     sys.exit(sample_main())

@@ -4,17 +4,16 @@ PyTorch (float64), the engine's error messages, and the exercise checks.
 The oracles here are written independently of the lesson: our own central differences, and
 PyTorch modules with the weights copied in.
 """
+import autograd.numpy as anp
 import numpy as np
 import pytest
 import torch
-
-import autograd.numpy as anp
 from autograd import grad
 
 from lstmbook import checks, training
-from lstmbook import autograd_lstm as L
 from lstmbook.checks import autograd_lstm as check
 from lstmbook.checks import numeric_grad
+from lstmbook.lessons import autograd_lstm as L
 
 Tensor = L.Tensor
 TOL = 1e-7  # relative error allowed against the references in float64

@@ -1,7 +1,7 @@
 """make bench: the harness measures, prints a table and writes JSON with the machine."""
 import json
 
-from lstmbook import bench
+from lstmbook import bench, training
 
 
 def test_bench_writes_table_and_json(tmp_path, capsys):
@@ -18,8 +18,15 @@ def test_bench_writes_table_and_json(tmp_path, capsys):
     assert baseline[0]["tokens_per_s"] > 0
 
 
-def test_measure_counts_tokens_per_second():
+def test_throughput_counts_tokens_per_second():
     calls = []
-    tps = bench.measure(lambda: calls.append(1), seconds=0.05, warmup=2)
+    tps = training.throughput(lambda: calls.append(1), seconds=0.05, warmup=2)
     timed = len(calls) - 2
     assert timed >= 3 and tps > 0
+
+
+def test_rows_name_classes_not_module_strings():
+    """A row holds the class it times, so moving a lesson module fails at import, not later."""
+    assert all(isinstance(cls, type) for cls in bench.MODULE_ROWS.values())
+    assert bench.MODULE_ROWS["PyTorch fused LSTM (lesson 4)"].__module__ == (
+        "lstmbook.lessons.pytorch_lstm")

@@ -1,6 +1,6 @@
 """Lesson 1, RNN theory: the exercise checks accept right answers and reject wrong ones.
 
-The right answers are the lesson's own, imported from the generated ``lstmbook.rnn_theory``;
+The right answers are the lesson's own, imported from the generated ``lstmbook.lessons.rnn_theory``;
 the checks compare them with torch oracles. Each check must also reject the placeholder (with
 "not implemented yet"), a wrong shape (naming the expected one) and plausible mistakes (naming
 what differs and, where it can, the mistake).
@@ -8,9 +8,9 @@ what differs and, where it can, the mistake).
 import pytest
 import torch
 
-from lstmbook import rnn_theory as rt
 from lstmbook.checks import ExerciseFailed, ExerciseNotDone
 from lstmbook.checks import rnn_theory as check
+from lstmbook.lessons import rnn_theory as rt
 
 
 def placeholder(number):

@@ -7,9 +7,6 @@ server. Re-syncing after a course update keeps an edited notebook byte for byte,
 hub with a 4-second idle timeout shows the culler stopping an idle server. The hub's start-up
 time and each server's memory are written to _build/hub-measurements.json.
 """
-from contextlib import contextmanager
-from datetime import datetime, timezone
-from pathlib import Path
 import csv
 import json
 import os
@@ -21,21 +18,25 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 
 import psutil
 import pytest
 import requests
 import websocket
 
-from lstmbook import lab
-from conftest import ROOT
+from conftest import ROOT, load_script, stop
+
+lab = load_script("lab/lab.py")
 
 CONFIG = ROOT / "lab" / "jupyterhub_config.py"
 PROXY = ROOT / "lab" / "node_modules" / ".bin" / "configurable-http-proxy"
 MEASUREMENTS = ROOT / "_build" / "hub-measurements.json"
 STUDENTS = ("alice", "bob")
 CHECK = ("from lstmbook.checks import intro as check\n"
-         "from lstmbook.intro import unigram_log_probs\n"
+         "from lstmbook.lessons.intro import unigram_log_probs\n"
          "check.unigram_log_probs(unigram_log_probs)\n"
          "import os; print('cwd', os.getcwd())\n")
 measured = {}
@@ -72,29 +73,6 @@ class Hub:
 
     def logs(self):
         return self.log.read_text(errors="replace")[-4000:]
-
-
-def stop_all(proc):
-    """Stop the hub (it stops the proxy, the culler and every server), then kill any survivor.
-
-    Single-user servers run in sessions of their own but are still the hub's children, so the
-    list taken first holds every process the hub started (kernels included)."""
-    try:
-        family = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        family = []
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-    gone, alive = psutil.wait_procs(family, timeout=15)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 @contextmanager
@@ -134,7 +112,7 @@ def running_hub(state, **settings):
         hub.startup_s = round(time.monotonic() - started, 2)
         yield hub
     finally:
-        stop_all(proc)
+        stop(proc, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +196,7 @@ def execute(hub, name, token, kernel, code, timeout=120):
     ws.send(json.dumps({
         "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": name,
                    "session": uuid.uuid4().hex, "version": "5.3",
-                   "date": datetime.now(timezone.utc).isoformat()},
+                   "date": datetime.now(UTC).isoformat()},
         "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
         "content": {"code": code, "silent": False, "store_history": False,
                     "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}))

@@ -5,17 +5,15 @@ relative error <= 1e-7; the float32 test allows an absolute error of 1e-5.
 """
 import re
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 import tensorflow as tf
 import torch
 
 from lstmbook import checks, data
-from lstmbook import keras_word_lstm as kw
 from lstmbook.checks import keras_word_lstm as check
-
+from lstmbook.lessons import keras_word_lstm as kw
 
 # --------------------------------------------------------------------------------------------
 # Keras' LSTM layer is torch.nn.LSTM with the same weights

@@ -4,7 +4,6 @@ The server is started exactly as ``make lab`` starts it (``lab.prepare`` + ``lab
 temporary root holding its own ``my-work/``, so the tests never touch a student's real copy.
 """
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -18,14 +17,9 @@ from urllib.parse import urlparse
 import psutil
 import pytest
 
-from lstmbook import lab
-from conftest import ROOT
+from conftest import ROOT, SCREENSHOTS, load_script, stop
 
-SCREENSHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
+lab = load_script("lab/lab.py")
 
 def get(url, token=None, method="GET", timeout=10):
     request = urllib.request.Request(url, method=method)
@@ -36,25 +30,6 @@ def get(url, token=None, method="GET", timeout=10):
             return response.status, response.read()
     except urllib.error.HTTPError as err:
         return err.code, b""
-
-
-def stop(proc):
-    """Terminate a server and everything it started (kernels), then make sure they are gone."""
-    try:
-        family = [proc, *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        family = [proc]
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-    for p in family[1:]:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 @pytest.fixture(scope="module")
@@ -173,23 +148,6 @@ def test_workspace_shows_the_guide_and_the_first_practice_notebook(server):
     assert opened == {"book/lab_guide.md": "Markdown Preview", "my-work/00_intro.ipynb": "Notebook"}
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("The lab UI test needs Debian's chromium: sudo apt-get install chromium "
-                    "(make test installs it when run as root)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
-            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 900})
-        context.set_default_timeout(60_000)
-        try:
-            yield context
-        finally:
-            context.close()
-
-
 def test_student_runs_the_first_cells_in_the_browser(server, browser):
     page = browser.new_page()
     requests = []
@@ -293,7 +251,7 @@ def test_copies_made_before_records_were_kept_count_as_edited(tmp_path):
 
 
 def run_lab(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "lstmbook.lab", *args], cwd=cwd,
+    return subprocess.run([sys.executable, str(ROOT / "lab" / "lab.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
 
 

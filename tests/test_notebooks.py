@@ -7,8 +7,9 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from lstmbook import sync
-from conftest import ROOT
+from conftest import ROOT, load_script
+
+sync = load_script("tools/sync.py")
 
 LESSONS = sync.lessons()
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from lstmbook import bench, checks, data, lm, training
-from lstmbook import numpy_lstm as nl
 from lstmbook.checks import numpy_lstm as check
+from lstmbook.lessons import numpy_lstm as nl
 
 
 def copy_layer(module, W, b, num_inputs, suffix=""):
@@ -257,7 +257,7 @@ def test_temperature_not_positive_is_refused(temperature):
 
 def test_saved_module_imports_on_its_own():
     """The lunch-and-learn code forgot `import numpy`; the saved module carries its imports."""
-    code = "import lstmbook.numpy_lstm as m; print(m.CharLSTM(5, 3).logits_fn([[1, 2]]).shape)"
+    code = "import lstmbook.lessons.numpy_lstm as m; print(m.CharLSTM(5, 3).logits_fn([[1, 2]]).shape)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "(1, 2, 5)"
 
@@ -265,7 +265,7 @@ def test_saved_module_imports_on_its_own():
 def test_bench_row_runs_on_cpu_only():
     factory = bench.ROWS["NumPy LSTM (lesson 2)"]
     assert factory("cuda") is None
-    small = bench.Shape(batch=2, steps=3, inputs=4, hiddens=5)
+    small = training.Shape(batch=2, steps=3, inputs=4, hiddens=5)
     factory("cpu", small)()
 
 

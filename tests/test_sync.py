@@ -1,11 +1,11 @@
 """The generator: labs/, solutions/ and lesson modules are exactly what `make sync` produces."""
-import json
 
 import nbformat
 import pytest
 
-from lstmbook import sync
-from conftest import ROOT
+from conftest import ROOT, load_script
+
+sync = load_script("tools/sync.py")
 
 
 def test_generated_files_are_up_to_date():

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import ExerciseFailed, exercise, expect_close, numeric_grad
 
+
 def _run(what, action, hint):
     """Run the student's code; turn anything but NotImplementedError into ExerciseFailed."""
     try:
@@ -211,8 +212,8 @@ def tbptt_step(tbptt_step, CharLSTM):
 @exercise("3.5", "a GRU cell for HIPS autograd")
 def gru_cell(gru_cell):
     torch = _torch()
-    from autograd import grad
     import autograd.numpy as anp
+    from autograd import grad
 
     D, n, B = 3, 4, 2
     rng = np.random.default_rng(35)

@@ -67,7 +67,9 @@ def experiment(fn, contender="torch.nn.LSTM"):
     """``fn() -> (changes, prediction)``: changes is {name: value} with exactly one tunable
     hyper-parameter of the run; prediction is {"speed": direction, "loss": direction}."""
     from dataclasses import asdict
-    from lstmbook.compare import CONTENDERS, TUNABLE as tunable
+
+    from lstmbook.compare import CONTENDERS
+    from lstmbook.compare import TUNABLE as tunable
     defaults = asdict(CONTENDERS[contender].hp)
     answer = fn()
     if not isinstance(answer, tuple) or len(answer) != 2:

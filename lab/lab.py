@@ -7,10 +7,10 @@ overwritten afterwards. The same code prepares each student's folder on the clas
 
 Subcommands (the Makefile's targets call them)::
 
-    python -m lstmbook.lab                 # make lab: sync my-work/, start JupyterLab
-    python -m lstmbook.lab update          # make lab-update: add new notebooks, keep edited ones
-    python -m lstmbook.lab reset NB        # make lab-reset NB=02_numpy_lstm: fresh copy + backup
-    python -m lstmbook.lab hub-user ARGS   # on a hub: sync ~/lstm-course, then the server
+    python lab/lab.py                 # make lab: sync my-work/, start JupyterLab
+    python lab/lab.py update          # make lab-update: add new notebooks, keep edited ones
+    python lab/lab.py reset NB        # make lab-reset NB=02_numpy_lstm: fresh copy + backup
+    python lab/lab.py hub-user ARGS   # on a hub: sync ~/lstm-course, then the server
 
 How updating never loses work: ``my-work/.lstm-course-sync.json`` records a SHA-256 of every
 file as it was copied. A copy whose bytes still match that record was never touched, so it may
@@ -18,9 +18,6 @@ be replaced by a newer version from ``labs/``; a copy that differs (an answer, a
 saved checkpoint of any kind) is left exactly as it is, and you are told that a newer version
 exists. Only ``reset`` replaces an edited copy, and it keeps a backup first.
 """
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
 import argparse
 import hashlib
 import json
@@ -29,6 +26,9 @@ import secrets
 import shutil
 import socket
 import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LABS, WORK = ROOT / "labs", ROOT / "my-work"
@@ -207,7 +207,11 @@ def workspace(guide: str, notebook: str, browse: str) -> dict:
 def install_workspace(workspaces_dir: Path, guide: str, notebook: str, browse: str,
                       replace: bool = False):
     """Write the course workspace unless one exists (JupyterLab then keeps the student's layout)."""
-    from jupyterlab_server.workspaces_handler import WORKSPACE_EXTENSION, WorkspacesManager, slugify
+    from jupyterlab_server.workspaces_handler import (
+        WORKSPACE_EXTENSION,
+        WorkspacesManager,
+        slugify,
+    )
     path = Path(workspaces_dir) / (slugify(WORKSPACE) + WORKSPACE_EXTENSION)
     if path.exists() and not replace:
         return None
@@ -331,7 +335,7 @@ def hub_user(args, rest) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lstmbook.lab",
+    parser = argparse.ArgumentParser(prog="python lab/lab.py",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--ip", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")

@@ -1,6 +1,6 @@
 """``make train``: the course's best character model, trained for a wall-clock budget.
 
-    python -m lstmbook.train --minutes 4 [--device cpu|cuda] [--out _build/checkpoints/best.pt]
+    python -m lstmbook.best_model --minutes 4 [--device cpu|cuda] [--out _build/checkpoints/best.pt]
     python -m lstmbook.sample --checkpoint _build/checkpoints/best.pt --prompt "ROMEO:"
 
 The recipe (lesson 4): an embedding, an LSTM (``torch.nn.LSTM``, or the lesson's ``FastLSTM``)
@@ -12,22 +12,25 @@ keeping the best model and stopping early when validation stops improving. The c
 the weights, the vocabulary and the hyper-parameters; the curve (validation loss against wall
 time) is written as JSON next to it.
 """
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 import argparse
 import json
 import math
 import sys
 import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from .data import REPO_ROOT, Vocab, load_shakespeare, load_text, random_batches
-from .training import NonFiniteLossError, check_finite
+from .lessons import pytorch_lstm as lesson
+from .lessons.pytorch_lstm import char_model_step, init_forget_bias, sample_text
+from .lm import validation_windows
+from .runtime import machine, seed_everything
+from .training import NonFiniteLossError, cosine_lr, run_for
 
 DEFAULT_OUT = REPO_ROOT / "_build" / "checkpoints" / "best.pt"
-NAN_HINT = ("The training diverged. Lower the learning rate (--lr), keep gradient clipping on "
-            "(--clip 1.0), and check that the data holds no unusual characters.")
 
 
 @dataclass
@@ -76,8 +79,6 @@ def default_recipe(minutes: float, device: str = "cpu", **overrides) -> Recipe:
 
 def build_model(vocab_size: int, config: dict):
     """A CharModel with the given core; config as in Recipe.model_config()."""
-    import torch
-    from . import pytorch_lstm as lesson
     cores = {"nn.LSTM": torch.nn.LSTM, "FastLSTM": lesson.FastLSTM, "FusedLSTM": lesson.FusedLSTM}
     if config["core"] not in cores:
         raise ValueError(f"unknown core {config['core']!r}: choose one of {sorted(cores)}")
@@ -85,14 +86,6 @@ def build_model(vocab_size: int, config: dict):
                                  batch_first=True,
                                  dropout=config["dropout"] if config["layers"] > 1 else 0.0)
     return lesson.CharModel(vocab_size, core, config["embed"], dropout=config["dropout"])
-
-
-def learning_rate(recipe: Recipe, fraction: float) -> float:
-    """Linear warm-up, then a cosine from lr to min_lr over the rest of the budget."""
-    if fraction < recipe.warmup:
-        return recipe.lr * max(fraction / recipe.warmup, 0.02)
-    progress = min(1.0, (fraction - recipe.warmup) / (1.0 - recipe.warmup))
-    return recipe.min_lr + 0.5 * (recipe.lr - recipe.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
 def cpu_has_native_bf16() -> bool:
@@ -113,27 +106,18 @@ def use_bf16(recipe: Recipe, device: str) -> bool:
     if recipe.bf16 != "auto":
         return recipe.bf16 == "on"
     if device.startswith("cuda"):
-        import torch
         return torch.cuda.is_bf16_supported()
     return cpu_has_native_bf16()
 
 
-def loss_fn(logits, targets):
-    import torch.nn.functional as F
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
-
-
 def evaluate(model, val_ids, max_windows=None) -> float:
     """lm.validation_loss over the whole validation split (also in quick mode), in float32."""
-    from .lm import validation_windows
-    from .pytorch_lstm import validation_loss
     n_windows = len(validation_windows(val_ids)[0])
     limit = n_windows if max_windows is None else min(max_windows, n_windows)
-    return validation_loss(model, val_ids, max_windows=limit, batch_size=128)
+    return lesson.validation_loss(model, val_ids, max_windows=limit, batch_size=128)
 
 
 def save_checkpoint(path: Path, model, vocab: Vocab, recipe: Recipe, extra: dict) -> None:
-    import torch
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -142,102 +126,90 @@ def save_checkpoint(path: Path, model, vocab: Vocab, recipe: Recipe, extra: dict
     tmp.replace(path)
 
 
+def describe(recipe: Recipe, n_params: int, bf16: bool, minutes: float, device: str) -> str:
+    if device.startswith("cuda"):
+        return (f"{recipe.core} {recipe.layers} x {recipe.hidden}, {n_params:,} parameters; "
+                f"{minutes:g} min on {torch.cuda.get_device_name(0)}")
+    return (f"{recipe.core} {recipe.layers} x {recipe.hidden}, embedding {recipe.embed}, "
+            f"{n_params:,} parameters; batch {recipe.batch} x {recipe.seq_len}, AdamW lr "
+            f"{recipe.lr:g}, dropout {recipe.dropout:g}, {'bfloat16' if bf16 else 'float32'} "
+            f"products; {minutes:g} min on {device} ({torch.get_num_threads()} threads)")
+
+
+def make_optimizer(model, recipe: Recipe):
+    """AdamW with weight decay on the matrices only (not on biases and gains)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=recipe.lr, betas=(0.9, 0.99))
+
+
 def train(minutes: float, device: str = "cpu", out: Path = DEFAULT_OUT, recipe: Recipe = None,
           seed: int = 0, eval_windows=None, log=print) -> dict:
-    """Train for ``minutes`` of wall-clock time; write the checkpoint and its curve; return the curve."""
-    import torch
-    from .runtime import seed_everything
+    """Train for ``minutes`` of wall-clock time (evaluations included); write the checkpoint
+    and its curve; return the report."""
 
     recipe = recipe or default_recipe(minutes, device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch.cuda.is_available() is False; "
                          "use --device cpu")
-    out = Path(out)
-    budget = 60.0 * minutes
+    out, budget, cuda = Path(out), 60.0 * minutes, device.startswith("cuda")
     corpus = load_shakespeare()
     seed_everything(seed)
     model = build_model(len(corpus.vocab), recipe.model_config()).to(device)
     if hasattr(model.core, "bias_ih_l0"):
-        from .pytorch_lstm import init_forget_bias
         init_forget_bias(model.core, recipe.forget_bias)
     n_params = sum(p.numel() for p in model.parameters())
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=recipe.lr, betas=(0.9, 0.99))
-    batches = random_batches(corpus.train, recipe.batch, recipe.seq_len, np.random.default_rng(seed))
-    cuda = device.startswith("cuda")
+    optimizer = make_optimizer(model, recipe)
+    batches = random_batches(corpus.train, recipe.batch, recipe.seq_len,
+                             np.random.default_rng(seed))
     bf16 = use_bf16(recipe, device)
-    log(f"{recipe.core} {recipe.layers} x {recipe.hidden}, embedding {recipe.embed}, "
-        f"{n_params:,} parameters; batch {recipe.batch} x {recipe.seq_len}, AdamW lr {recipe.lr:g}, "
-        f"dropout {recipe.dropout:g}, {'bfloat16' if bf16 else 'float32'} products; {minutes:g} "
-        f"min on {device} ({torch.get_num_threads()} threads)" if not cuda else
-        f"{recipe.core} {recipe.layers} x {recipe.hidden}, {n_params:,} parameters; "
-        f"{minutes:g} min on {torch.cuda.get_device_name(0)}")
+    log(describe(recipe, n_params, bf16, minutes, device))
+    tokens_per_step = recipe.batch * recipe.seq_len
+    curve, best, lr = [], {"val_loss": math.inf, "evals_since": 0}, recipe.lr
 
-    curve, best, since_best, step, tokens = [], math.inf, 0, 0, 0
-    train_ema = None
-    eval_times = [budget * (k + 1) / recipe.evals for k in range(recipe.evals)]
-    start = time.perf_counter()
-    elapsed = 0.0
-    while True:
-        lr = learning_rate(recipe, elapsed / budget)
+    def step(i, progress):
+        nonlocal lr
+        lr = cosine_lr(progress, recipe.lr, recipe.min_lr, recipe.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
         X, Y = (torch.as_tensor(a).to(device, non_blocking=True) for a in next(batches))
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
-            logits, _ = model(X)
-        loss = loss_fn(logits, Y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip)
-        optimizer.step()
-        step += 1
-        tokens += recipe.batch * recipe.seq_len
-        if not cuda or step % 20 == 0:  # reading the loss waits for the GPU: not every step
-            value = loss.item()
-            check_finite(value, step, NAN_HINT)
-            train_ema = value if train_ema is None else 0.95 * train_ema + 0.05 * value
-        elapsed = time.perf_counter() - start
-        if eval_times and elapsed >= eval_times[0]:
-            val = evaluate(model, corpus.val, eval_windows)
-            elapsed = time.perf_counter() - start
-            while eval_times and elapsed >= eval_times[0]:  # a slow evaluation skips, not piles up
-                eval_times.pop(0)
-            if elapsed >= budget:
-                eval_times.clear()
-            curve.append({"time_s": round(elapsed, 2), "step": step, "tokens": tokens,
-                          "train_loss": round(train_ema, 4), "val_loss": val,
-                          "lr": lr})
-            improved = val < best
-            if improved:
-                best, since_best = val, 0
-                save_checkpoint(out, model, corpus.vocab, recipe,
-                                {"val_loss": val, "step": step, "time_s": elapsed})
-            else:
-                since_best += 1
-            log(f"{elapsed:7.1f} s  step {step:6d}  {tokens / elapsed:8,.0f} tok/s  "
-                f"train {train_ema:.3f}  val {val:.4f}{'  *' if improved else ''}")
-            if since_best >= recipe.patience:
-                log(f"validation has not improved for {recipe.patience} evaluations: stopping early")
-                break
-            if not eval_times:
-                break
+        loss = char_model_step(model, optimizer, X, Y, recipe.clip, bf16=bf16)
+        return None if cuda and i % 20 else loss.item()  # reading a loss waits for the GPU
+
+    def after_eval(h) -> bool:
+        """Log, keep the best model, and stop when validation has stopped improving."""
+        val, elapsed, steps = h.val_losses[-1], h.val_times[-1], h.val_steps[-1] + 1
+        curve.append({"time_s": round(elapsed, 2), "step": steps,
+                      "tokens": steps * tokens_per_step, "train_loss": round(h.smoothed[-1], 4),
+                      "val_loss": val, "lr": lr})
+        improved = val < best["val_loss"]
+        best["evals_since"] = 0 if improved else best["evals_since"] + 1
+        if improved:
+            best.update(val_loss=val, time_s=elapsed)
+            save_checkpoint(out, model, corpus.vocab, recipe,
+                            {"val_loss": val, "step": steps, "time_s": elapsed})
+        log(f"{elapsed:7.1f} s  step {steps:6d}  {steps * tokens_per_step / elapsed:8,.0f} tok/s"
+            f"  train {h.smoothed[-1]:.3f}  val {val:.4f}{'  *' if improved else ''}")
+        if best["evals_since"] >= recipe.patience:
+            log(f"validation has not improved for {recipe.patience} evaluations: "
+                "stopping early")
+            return True
+        return False
+
+    history = run_for(budget, step, eval_fn=lambda: evaluate(model, corpus.val, eval_windows),
+                      evals=recipe.evals, after_eval=after_eval, plot=False, bar=False,
+                      context="make train: lower --lr, keep --clip at 1.0")
     report = {"checkpoint": str(out), "recipe": asdict(recipe), "parameters": n_params,
-              "bf16": bf16,
-              "device": device, "budget_s": budget, "seed": seed, "best_val_loss": best,
-              "best_time_s": max((p["time_s"] for p in curve if p["val_loss"] == best), default=None),
-              "tokens_per_s": tokens / elapsed, "curve": curve,
-              "eval_windows": "all" if eval_windows is None else eval_windows,
-              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    try:
-        from .bench import machine
-        report["machine"] = machine()
-    except Exception:  # the report is still useful without it
-        pass
+              "bf16": bf16, "device": device, "budget_s": budget, "seed": seed,
+              "best_val_loss": best["val_loss"], "best_time_s": best.get("time_s"),
+              "tokens_per_s": history.num_steps * tokens_per_step / history.seconds,
+              "curve": curve, "eval_windows": "all" if eval_windows is None else eval_windows,
+              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine()}
     curve_path(out).write_text(json.dumps(report, indent=2) + "\n")
-    log(f"best validation loss {best:.4f} nats/char; wrote {out} and {curve_path(out)}")
+    log(f"best validation loss {best['val_loss']:.4f} nats/char; wrote {out} and "
+        f"{curve_path(out)}")
     return report
 
 
@@ -266,11 +238,10 @@ def load_model(path, vocab: Vocab = None, device: str = "cpu", **expect):
     saying which symbols differ. ``expect``: sizes the caller relies on (``hidden=512``,
     ``layers=1``, ...); a checkpoint of another size is refused, naming the size.
     """
-    import torch
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}: train one with `make train` "
-                                f"(python -m lstmbook.train --minutes 4 --out {path})")
+                                f"(python -m lstmbook.best_model --minutes 4 --out {path})")
     ckpt = torch.load(path, map_location=device, weights_only=True)
     if vocab is not None and list(vocab.chars) != list(ckpt["vocab"]):
         raise ValueError(f"{path}: vocabulary differs: "
@@ -321,7 +292,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be > 0")
-    import torch
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -347,7 +317,6 @@ def sample_main(argv=None) -> int:
                         help="the text whose vocabulary the model must share "
                              "(default: the course's tiny Shakespeare)")
     args = parser.parse_args(argv)
-    from .pytorch_lstm import sample_text
     try:
         vocab = Vocab(load_text(args.text))
         model, vocab, ckpt = load_model(args.checkpoint, vocab, args.device)
