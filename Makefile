@@ -8,12 +8,13 @@ PY := $(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help book sync test serve lab lab-update lab-reset hub hub-admin hub-deps bench train clean browser
+.PHONY: help book sync test lint serve lab lab-update lab-reset hub hub-admin hub-deps bench train clean browser
 
 help:
 	@echo "make book   build the site into _build/html (full training runs, cached)"
-	@echo "make test   run all tests in quick mode (installs what they need)"
-	@echo "make sync   regenerate labs/, solutions/ and lstmbook/ lesson modules from book/"
+	@echo "make test   lint, then run all tests in quick mode (installs what they need)"
+	@echo "make lint   ruff: the project's lint and import-order rules (pyproject.toml)"
+	@echo "make sync   regenerate labs/, solutions/ and lstmbook/lessons/ from book/ (tools/sync.py)"
 	@echo "make serve  serve _build/html on http://127.0.0.1:8000"
 	@echo "make lab    JupyterLab on the practice notebooks (127.0.0.1, random token)"
 	@echo "make lab-update            add notebooks new in labs/ to my-work/ (edited ones are kept)"
@@ -37,7 +38,7 @@ sync: $(VENV)/.installed
 # jupyter-cache keys a page on its code cells only: a change in lstmbook/ or in the saved results
 # (make bench, make train) would leave stale outputs. Drop the cache when any of them is newer.
 CACHE := _build/.jupyter_cache
-$(CACHE)/.inputs: $(wildcard lstmbook/*.py lstmbook/checks/*.py results/*.json)
+$(CACHE)/.inputs: $(wildcard lstmbook/*.py lstmbook/lessons/*.py lstmbook/checks/*.py results/*.json)
 	rm -rf $(CACHE)
 	mkdir -p $(CACHE) && touch $@
 
@@ -61,7 +62,10 @@ lab/node_modules/.installed: lab/package.json lab/package-lock.json
 	cd lab && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-test: $(VENV)/.installed browser hub-deps
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+test: $(VENV)/.installed browser hub-deps lint
 	LSTMBOOK_QUICK=1 LSTMBOOK_PROGRESS=text $(BIN)/pytest
 
 serve:
@@ -97,7 +101,8 @@ BENCH_ARGS ?=
 bench: $(VENV)/.installed
 	$(PY) -m lstmbook.bench $(BENCH_ARGS)
 
-# The course's best character model (lesson 4), trained for a wall-clock budget.
+# The course's best character model (lesson 4), trained for a wall-clock budget
+# (lstmbook/best_model.py; sample from it with python -m lstmbook.sample).
 ARGS ?= --minutes 4
 train: $(VENV)/.installed
 	$(PY) -m lstmbook.best_model $(ARGS)

@@ -52,7 +52,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("name", help="account name, e.g. instructor")
     parser.add_argument("--state", default=os.environ.get("LSTM_HUB_STATE") or os.getcwd(),
-                        help="the hub's state folder (default: $LSTM_HUB_STATE or the current one)")
+                        help="the hub's state folder "
+                             "(default: $LSTM_HUB_STATE or the current one)")
     parser.add_argument("--password-stdin", action="store_true",
                         help="read the password from standard input (for scripts)")
     parser.add_argument("--if-missing", action="store_true",

@@ -1,7 +1,7 @@
 """JupyterHub for a class taking "LSTMs from scratch": one JupyterLab per student, on one server.
 
-    jupyterhub -f lab/jupyterhub_config.py         # a class (run as root; see the instructor guide)
-    make hub                                       # a trial on http://127.0.0.1:8000 (this machine)
+    jupyterhub -f lab/jupyterhub_config.py        # a class (run as root; see the instructor guide)
+    make hub                                      # a trial on http://127.0.0.1:8000 (this machine)
 
 What it sets up (book/instructor_guide.md explains each choice):
 
@@ -55,7 +55,7 @@ TRIAL = env("LSTM_HUB_TRIAL", "") == "1"
 IP, PORT = env("LSTM_HUB_IP", "127.0.0.1"), int(env("LSTM_HUB_PORT", "8000"))
 CERT, KEY = env("LSTM_HUB_SSL_CERT"), env("LSTM_HUB_SSL_KEY")
 
-# --- the hub, its proxy and its state -------------------------------------------------------------
+# --- the hub, its proxy and its state ------------------------------------------------------------
 c.JupyterHub.bind_url = f"{'https' if CERT else 'http'}://{IP}:{PORT}"
 if CERT and KEY:
     c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key = CERT, KEY
@@ -70,7 +70,7 @@ c.JupyterHub.db_url = f"sqlite:///{STATE / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(STATE / "jupyterhub_cookie_secret")
 c.JupyterHub.cleanup_servers = True          # stopping the hub stops every student's server
 
-# --- accounts: students sign up, an instructor approves -------------------------------------------
+# --- accounts: students sign up, an instructor approves ------------------------------------------
 c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
 c.JupyterHub.template_paths = [str(Path(nativeauthenticator.__file__).parent / "templates")]
 c.Authenticator.admin_users = {a.strip() for a in env("LSTM_HUB_ADMINS", "instructor").split(",")
@@ -85,7 +85,7 @@ c.NativeAuthenticator.check_common_password = True
 c.NativeAuthenticator.allowed_failed_logins = 5
 c.NativeAuthenticator.seconds_before_next_try = 600
 
-# --- each student's server: their own copy of the labs, the course workspace ----------------------
+# --- each student's server: their own copy of the labs, the course workspace ---------------------
 c.Spawner.cmd = [sys.executable, str(COURSE / "lab" / "lab.py"), "hub-user"]
 c.Spawner.notebook_dir = "~"                 # home; the copy is ~/lstm-course
 c.Spawner.default_url = "/lab/workspaces/lstm-course"
@@ -128,7 +128,7 @@ else:
     c.SystemdSpawner.disable_user_sudo = True
     c.SystemdSpawner.unit_name_template = "jupyter-{USERNAME}"
 
-# --- idle culling: a hub-managed service with just the scopes it needs ----------------------------
+# --- idle culling: a hub-managed service with just the scopes it needs ---------------------------
 idle = int(env("LSTM_HUB_IDLE_TIMEOUT", "3600"))
 c.JupyterHub.services = [{
     "name": "idle-culler",

@@ -85,16 +85,17 @@ def _write_manifest(work: Path, copied: dict) -> None:
 
 @dataclass
 class SyncReport:
-    added: list = field(default_factory=list)     # new in labs/: copied
-    updated: list = field(default_factory=list)   # never edited, newer in labs/: replaced
-    kept: list = field(default_factory=list)      # edited, and labs/ has a newer version: untouched
-    current: list = field(default_factory=list)   # same as labs/, or edited and labs/ unchanged
+    added: list = field(default_factory=list)    # new in labs/: copied
+    updated: list = field(default_factory=list)  # never edited, newer in labs/: replaced
+    kept: list = field(default_factory=list)     # edited, and labs/ has a newer version: untouched
+    current: list = field(default_factory=list)  # same as labs/, or edited and labs/ unchanged
 
     def lines(self) -> list[str]:
         out = [f"added    {p.name}" for p in self.added]
         out += [f"updated  {p.name} (you had not changed it)" for p in self.updated]
         out += [f"kept     {p.name}: you edited it and the course has a newer version; to take "
-                f"it: make lab-reset NB={p.stem} (your copy goes to {BACKUPS}/)" for p in self.kept]
+                f"it: make lab-reset NB={p.stem} (your copy goes to {BACKUPS}/)"
+                for p in self.kept]
         return out
 
 
@@ -206,7 +207,8 @@ def workspace(guide: str, notebook: str, browse: str) -> dict:
 
 def install_workspace(workspaces_dir: Path, guide: str, notebook: str, browse: str,
                       replace: bool = False):
-    """Write the course workspace unless one exists (JupyterLab then keeps the student's layout)."""
+    """Write the course workspace unless one exists (JupyterLab then keeps the student's
+    layout)."""
     from jupyterlab_server.workspaces_handler import (
         WORKSPACE_EXTENSION,
         WorkspacesManager,
@@ -228,7 +230,7 @@ def first_notebook(labs: Path, work: Path) -> Path:
     return Path(work) / sorted(Path(labs).glob("*.ipynb"))[0].name
 
 
-# --- make lab -------------------------------------------------------------------------------------
+# --- make lab ------------------------------------------------------------------------------------
 
 def command(ip: str, port: int, token: str, root: Path = ROOT, workspaces_dir=None,
             open_browser: bool = False) -> list[str]:
@@ -291,7 +293,7 @@ def start(args) -> None:
     os.execve(cmd[0], cmd, lab_env())
 
 
-# --- make lab-update / make lab-reset -------------------------------------------------------------
+# --- make lab-update / make lab-reset ------------------------------------------------------------
 
 def update(args) -> None:
     work = Path(args.work)
@@ -309,7 +311,7 @@ def reset(args) -> None:
     print(f"{_rel(notebook, Path.cwd())} is a fresh copy of the practice notebook.")
 
 
-# --- on a JupyterHub: the single-user server's start command --------------------------------------
+# --- on a JupyterHub: the single-user server's start command -------------------------------------
 
 def hub_user(args, rest) -> None:
     """Prepare ~/lstm-course as the student (so the files are theirs), then become the server."""

@@ -1,6 +1,7 @@
 """``make train``: the course's best character model, trained for a wall-clock budget.
 
-    python -m lstmbook.best_model --minutes 4 [--device cpu|cuda] [--out _build/checkpoints/best.pt]
+    python -m lstmbook.best_model --minutes 4 [--device cpu|cuda] \
+        [--out _build/checkpoints/best.pt]
     python -m lstmbook.sample --checkpoint _build/checkpoints/best.pt --prompt "ROMEO:"
 
 The recipe (lesson 4): an embedding, an LSTM (``torch.nn.LSTM``, or the lesson's ``FastLSTM``)
@@ -221,7 +222,8 @@ def curve_path(checkpoint) -> Path:
 def describe_vocab_difference(saved: list, current: list) -> str:
     only_saved = sorted(set(saved) - set(current))
     only_current = sorted(set(current) - set(saved))
-    parts = [f"the checkpoint's vocabulary has {len(saved)} symbols, the text's has {len(current)}"]
+    parts = [f"the checkpoint's vocabulary has {len(saved)} symbols, "
+             f"the text's has {len(current)}"]
     if only_saved:
         parts.append(f"only in the checkpoint: {''.join(only_saved)!r}")
     if only_current:
@@ -258,7 +260,8 @@ def load_model(path, vocab: Vocab = None, device: str = "cpu", **expect):
     for name, tensor in ckpt["model"].items():
         if name in own and tuple(own[name].shape) != tuple(tensor.shape):
             raise ValueError(f"{path}: size differs: parameter {name} has shape "
-                             f"{tuple(tensor.shape)} in the checkpoint but {tuple(own[name].shape)} in "
+                             f"{tuple(tensor.shape)} in the checkpoint but "
+                             f"{tuple(own[name].shape)} in "
                              f"a model built from its config {config}")
     missing = sorted(set(own) - set(ckpt["model"]))
     unexpected = sorted(set(ckpt["model"]) - set(own))

@@ -14,7 +14,8 @@ TRAIN_FRACTION = 0.9
 
 
 def data_path(name: str = "tinyshakespeare.txt") -> Path:
-    """Path of a data file, or a FileNotFoundError that says where it should be and how to fix it."""
+    """Path of a data file, or a FileNotFoundError that says where it should be and how to fix
+    it."""
     path = DATA_DIR / name
     if not path.is_file():
         raise FileNotFoundError(
@@ -44,7 +45,8 @@ class Vocab:
             return np.array([self.stoi[ch] for ch in text], dtype=np.int64)
         except KeyError as err:
             raise ValueError(f"Character {err.args[0]!r} is not in the vocabulary of "
-                             f"{len(self)} symbols; use only characters seen in the corpus.") from None
+                             f"{len(self)} symbols; use only characters seen in the corpus."
+                             ) from None
 
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in np.asarray(ids).reshape(-1))
@@ -80,10 +82,12 @@ def bptt_batches(ids: np.ndarray, batch_size: int, num_steps: int):
     the next. Y is X shifted by one character (the next-character targets).
     """
     if batch_size < 1 or num_steps < 1:
-        raise ValueError(f"batch_size and num_steps must be >= 1, got {batch_size} and {num_steps}")
+        raise ValueError(f"batch_size and num_steps must be >= 1, got {batch_size} and "
+                         f"{num_steps}")
     stream_len = (len(ids) - 1) // batch_size
     if stream_len < num_steps:
-        raise ValueError(f"{len(ids)} ids are too few for {batch_size} streams of {num_steps} steps")
+        raise ValueError(f"{len(ids)} ids are too few for {batch_size} streams of "
+                         f"{num_steps} steps")
     X = ids[: batch_size * stream_len].reshape(batch_size, stream_len)
     Y = ids[1: batch_size * stream_len + 1].reshape(batch_size, stream_len)
     for start in range(0, stream_len - num_steps + 1, num_steps):

@@ -27,7 +27,8 @@ def cross_entropy(logits, targets) -> float:
     """Mean next-character cross-entropy in nats: logits (..., V), integer targets (...)."""
     logits, targets = np.asarray(logits, dtype=np.float64), np.asarray(targets)
     if logits.shape[:-1] != targets.shape:
-        raise ValueError(f"logits of shape {logits.shape} need targets of shape {logits.shape[:-1]}, "
+        raise ValueError(f"logits of shape {logits.shape} need targets of shape "
+                         f"{logits.shape[:-1]}, "
                          f"got {targets.shape}")
     logp = log_softmax(logits)
     return float(-np.take_along_axis(logp, targets[..., None], axis=-1).mean())

@@ -18,7 +18,8 @@ def in_notebook() -> bool:
 
 
 class LossPlot:
-    """Named curves of (x, y) points; ``add`` appends, the figure refreshes at most every second."""
+    """Named curves of (x, y) points; ``add`` appends; the figure refreshes at most once a
+    second."""
 
     def __init__(self, title: str = "", xlabel: str = "step", ylabel: str = "loss (nats/char)",
                  logy: bool = False, every_seconds: float = 1.0):

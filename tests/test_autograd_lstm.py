@@ -178,7 +178,8 @@ def test_hips_rnn_and_gru_cells_equal_torch(kind):
     else:
         p["b"] = (module.bias_ih_l0 + module.bias_hh_l0).detach().numpy()
     cell = {"rnn": L.rnn_cell, "gru": L.gru_cell}[kind]
-    X, H0, G = rng.standard_normal((B, T, D)), rng.standard_normal((B, n)), rng.standard_normal((B, T, n))
+    X, H0, G = (rng.standard_normal((B, T, D)), rng.standard_normal((B, n)),
+                rng.standard_normal((B, T, n)))
 
     def unrolled(p):
         state, outs = (H0,), []

@@ -1,9 +1,9 @@
 """Lesson 1, RNN theory: the exercise checks accept right answers and reject wrong ones.
 
-The right answers are the lesson's own, imported from the generated ``lstmbook.lessons.rnn_theory``;
-the checks compare them with torch oracles. Each check must also reject the placeholder (with
-"not implemented yet"), a wrong shape (naming the expected one) and plausible mistakes (naming
-what differs and, where it can, the mistake).
+The right answers are the lesson's own, imported from the generated
+``lstmbook.lessons.rnn_theory``; the checks compare them with torch oracles. Each check must also
+reject the placeholder (with "not implemented yet"), a wrong shape (naming the expected one) and
+plausible mistakes (naming what differs and, where it can, the mistake).
 """
 import pytest
 import torch

@@ -14,7 +14,8 @@ def test_split_sizes_and_vocabulary(corpus):
     assert len(corpus.text) == 1_115_394
     assert len(corpus.vocab) == 65
     assert (len(corpus.train), len(corpus.val)) == (1_003_854, 111_540)
-    assert np.array_equal(np.concatenate([corpus.train, corpus.val]), corpus.vocab.encode(corpus.text))
+    assert np.array_equal(np.concatenate([corpus.train, corpus.val]),
+                          corpus.vocab.encode(corpus.text))
 
 
 def test_encode_decode_round_trip(corpus):

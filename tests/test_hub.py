@@ -1,4 +1,5 @@
-"""The class hub of lab/jupyterhub_config.py, run on loopback as `make hub` runs it (trial spawner).
+"""The class hub of lab/jupyterhub_config.py, run on loopback as `make hub` runs it (trial
+spawner).
 
 Two students sign up through NativeAuthenticator's real pages with their own random passwords,
 the instructor (created with lab/hub_admin.py) approves them, each gets a server in their own
@@ -126,7 +127,7 @@ def hub(tmp_path_factory):
         MEASUREMENTS.write_text(json.dumps(measured, indent=1) + "\n")
 
 
-# --- the hub's web pages, as a browser would use them ---------------------------------------------
+# --- the hub's web pages, as a browser would use them --------------------------------------------
 
 def post_form(session, url, data):
     page = session.get(url, timeout=15)
@@ -178,7 +179,7 @@ def stop_server(hub, name, token):
              60, f"{name}'s server to stop")
 
 
-# --- the kernel API -------------------------------------------------------------------------------
+# --- the kernel API ------------------------------------------------------------------------------
 
 def start_kernel(hub, name, token, path="lstm-course/00_intro.ipynb"):
     response = api(hub, token, "POST", f"/user/{name}/api/sessions", json={
@@ -243,7 +244,7 @@ def memory_mb(hub, name):
             "pss_mb": round(pss / 2**20, 1)}
 
 
-# --- the class ------------------------------------------------------------------------------------
+# --- the class -----------------------------------------------------------------------------------
 
 def admin_login(hub):
     session, response = log_in(hub, "instructor", hub.admin_password)
@@ -279,8 +280,8 @@ def students(hub, admin):
         assert response.status_code in (201, 202), response.text
     for name in STUDENTS:
         token = people[name]["token"]
-        wait_for(lambda: api(hub, token, "GET", f"/hub/api/users/{name}").json()["servers"]
-                 .get("", {}).get("ready"), 150, f"{name}'s server to be ready")
+        wait_for(lambda token=token, name=name: api(hub, token, "GET", f"/hub/api/users/{name}")
+                 .json()["servers"].get("", {}).get("ready"), 150, f"{name}'s server to be ready")
     measured["two_servers_ready_s"] = round(time.monotonic() - started, 2)
     return people
 
@@ -426,7 +427,8 @@ def test_configuration_is_safe_by_default():
     trial = load_config(LSTM_HUB_TRIAL="1")
     assert trial.JupyterHub.authenticator_class == "nativeauthenticator.NativeAuthenticator"
     assert trial.JupyterHub.bind_url == "http://127.0.0.1:8000"
-    assert trial.JupyterHub.hub_ip == "127.0.0.1" and trial.NativeAuthenticator.open_signup is False
+    assert (trial.JupyterHub.hub_ip == "127.0.0.1"
+            and trial.NativeAuthenticator.open_signup is False)
     # The trial spawner isolates nobody, so it refuses to listen beyond this machine.
     with pytest.raises(SystemExit, match="only listens on 127.0.0.1"):
         load_config(LSTM_HUB_TRIAL="1", LSTM_HUB_IP="0.0.0.0")

@@ -102,10 +102,12 @@ def test_keras_lstm_equals_torch_float32_on_bench_shape():
 # tokenizer, vocabulary, split, pipeline
 
 def test_tokenizer_keeps_punctuation_line_breaks_and_case():
-    tokens = kw.tokenize("KING RICHARD III:\nNow is the winter of our discontent,\n\nMade glorious!")
+    tokens = kw.tokenize("KING RICHARD III:\nNow is the winter of our discontent,\n\n"
+                         "Made glorious!")
     assert tokens == ["KING", "RICHARD", "III", ":", "\n", "Now", "is", "the", "winter", "of",
                       "our", "discontent", ",", "\n", "\n", "Made", "glorious", "!"]
-    assert kw.tokenize("I'll o'er 'tis look'd--") == ["I'll", "o'er", "'", "tis", "look'd", "-", "-"]
+    assert kw.tokenize("I'll o'er 'tis look'd--") == ["I'll", "o'er", "'", "tis", "look'd",
+                                                      "-", "-"]
     assert kw.tokenize(" \t ") == []
 
 
@@ -183,7 +185,8 @@ def test_generate_text_refuses_a_prompt_of_unknown_words_only():
     assert out == "ROMEO Zyzzyva the the"  # a partly unknown prompt is fine, and kept as written
     likes_unk = lambda t, s: (np.eye(len(vocab))[vocab.unk_id] * 50, s)
     assert "<unk>" not in kw.generate_text(likes_unk, vocab, "ROMEO", 5)  # masked by default
-    assert kw.generate_text(likes_unk, vocab, "ROMEO", 2, top_k=1, allow_unk=True) == "ROMEO <unk> <unk>"
+    assert (kw.generate_text(likes_unk, vocab, "ROMEO", 2, top_k=1, allow_unk=True)
+            == "ROMEO <unk> <unk>")
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +241,8 @@ def _placeholder(number):
 def test_check_accepts_the_lesson_answer_and_refuses_the_placeholder(run, answer, capsys):
     run(answer)
     assert f"Exercise {run.number} passed" in capsys.readouterr().out
-    with pytest.raises(checks.ExerciseNotDone, match=f"Exercise {run.number} .*not implemented yet"):
+    with pytest.raises(checks.ExerciseNotDone,
+                       match=f"Exercise {run.number} .*not implemented yet"):
         run(_placeholder(run.number))
 
 
@@ -319,7 +323,8 @@ def _tf1_order(lstm):
                 _params(l)["weight_hh_l0"].reshape(l.hidden_size, -1),
                 _params(l)["bias_ih_l0"] + _params(l)["bias_hh_l0"]], "reshaped, not transposed"),
     (lambda l: [_params(l)["weight_ih_l0"], _params(l)["weight_hh_l0"],
-                _params(l)["bias_ih_l0"] + _params(l)["bias_hh_l0"]], r"kernel has shape \(16, 3\)"),
+                _params(l)["bias_ih_l0"] + _params(l)["bias_hh_l0"]],
+     r"kernel has shape \(16, 3\)"),
     (lambda l: [_params(l)["weight_ih_l0"].T, _params(l)["weight_hh_l0"].T], "three arrays"),
 ], ids=["gate-order", "one-bias", "reshape", "no-transpose", "two-arrays"])
 def test_mapping_check_rejects_wrong_answers(wrong, message):

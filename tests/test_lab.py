@@ -145,7 +145,8 @@ def test_workspace_shows_the_guide_and_the_first_practice_notebook(server):
     data = json.loads(body)["data"]
     opened = {v["data"]["path"]: v["data"]["factory"] for k, v in data.items()
               if k.startswith(("notebook:", "markdownviewer-widget:"))}
-    assert opened == {"book/lab_guide.md": "Markdown Preview", "my-work/00_intro.ipynb": "Notebook"}
+    assert opened == {"book/lab_guide.md": "Markdown Preview",
+                      "my-work/00_intro.ipynb": "Notebook"}
 
 
 def test_student_runs_the_first_cells_in_the_browser(server, browser):
@@ -157,7 +158,8 @@ def test_student_runs_the_first_cells_in_the_browser(server, browser):
     notebook = page.locator(".jp-NotebookPanel").first
     notebook.wait_for()
     tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tabLabel")
-    page.wait_for_function("() => document.querySelectorAll('.lm-DockPanel-tabBar li').length >= 2")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.lm-DockPanel-tabBar li').length >= 2")
     assert {"lab_guide.md", "00_intro.ipynb"} <= set(tabs.all_inner_texts())
     # jupyterlab-myst renders the guide's MyST (its admonitions are not plain Markdown).
     page.locator(".jp-MarkdownViewer .jp-RenderedMySTMarkdown .myst-admonition").first.wait_for()
@@ -224,7 +226,8 @@ def test_resync_keeps_an_edited_notebook_byte_for_byte_and_refreshes_untouched_o
     (work / first).write_bytes(edited)
     # The course is updated: both notebooks change, a new one appears; `make sync`, `git pull`.
     for name in (first, "99_spare.ipynb"):
-        (labs / name).write_bytes((labs / name).read_bytes().replace(b"Exercise", b"Exercise (v2)"))
+        (labs / name).write_bytes(
+            (labs / name).read_bytes().replace(b"Exercise", b"Exercise (v2)"))
     (labs / "98_new.ipynb").write_bytes((labs / first).read_bytes())
     report = lab.sync_work(labs, work)
     assert (work / first).read_bytes() == edited

@@ -125,7 +125,8 @@ def test_generated_modules_hoist_imports_and_name_their_section():
         body = tree.body[1:]  # after the docstring
         first_other = next(i for i, node in enumerate(body)
                            if not isinstance(node, (ast.Import, ast.ImportFrom)))
-        late = [n.lineno for n in body[first_other:] if isinstance(n, (ast.Import, ast.ImportFrom))]
+        late = [n.lineno for n in body[first_other:]
+                if isinstance(n, (ast.Import, ast.ImportFrom))]
         assert not late, f"{path.name}: imports after the first definition, at lines {late}"
         lines = path.read_text().splitlines()
         for node in body[first_other:]:

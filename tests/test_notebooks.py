@@ -32,7 +32,8 @@ def test_practice_notebook_stops_at_first_exercise(lesson):
     assert f"Exercise {number}" in err.value.evalue
 
     code = [c for c in nb.cells if c.cell_type == "code"]
-    failed = next(i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.outputs))
+    failed = next(i for i, c in enumerate(code)
+                  if any(o.output_type == "error" for o in c.outputs))
     placeholder = next(i for i, c in enumerate(code) if f'"Exercise {number}: ' in c.source)
     # Everything before the first exercise ran; the stop is the exercise or the check after it.
     assert all(c.execution_count for c in code[:failed])

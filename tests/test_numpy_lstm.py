@@ -232,7 +232,8 @@ def test_wrong_shapes_name_the_expected_shape():
         nl.lstm_step_forward(np.zeros((4, 4)), H, H, W, b)
     with pytest.raises(ValueError, match=r"X should have shape \(batch, num_steps, num_inputs\)"):
         nl.lstm_layer_forward_fast(X, None, W, b)
-    with pytest.raises(ValueError, match=r"C0 should have shape \(batch, num_hiddens\) = \(4, 5\)"):
+    with pytest.raises(ValueError, match=r"C0 should have shape \(batch, num_hiddens\)"
+                                         r" = \(4, 5\)"):
         nl.lstm_layer_forward(np.zeros((4, 2, 3)), (H, np.zeros((5, 5))), W, b)
     with pytest.raises(ValueError, match=r"dHs should have shape \(batch, num_steps, num_hiddens\)"
                                          r" = \(4, 2, 5\)"):
@@ -241,7 +242,8 @@ def test_wrong_shapes_name_the_expected_shape():
     model = nl.CharLSTM(7, 5)
     with pytest.raises(ValueError, match=r"ids should have shape \(batch, num_steps\)"):
         model.forward(np.arange(7))
-    with pytest.raises(ValueError, match=r"targets should have shape \(batch, num_steps\) = \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"targets should have shape \(batch, num_steps\)"
+                                         r" = \(2, 3\)"):
         nl.softmax_cross_entropy(np.zeros((2, 3, 7)), np.zeros((3, 2), dtype=int))
 
 
@@ -257,7 +259,8 @@ def test_temperature_not_positive_is_refused(temperature):
 
 def test_saved_module_imports_on_its_own():
     """The lunch-and-learn code forgot `import numpy`; the saved module carries its imports."""
-    code = "import lstmbook.lessons.numpy_lstm as m; print(m.CharLSTM(5, 3).logits_fn([[1, 2]]).shape)"
+    code = ("import lstmbook.lessons.numpy_lstm as m; "
+            "print(m.CharLSTM(5, 3).logits_fn([[1, 2]]).shape)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "(1, 2, 5)"
 
@@ -305,7 +308,8 @@ def step_forward_variant(out_act=nl.sigmoid, order=(0, 1, 2, 3), forget=True, ta
         XH = np.concatenate([X, H_prev], axis=1)
         A = XH @ W + b
         blocks = [A[:, k * h:(k + 1) * h] for k in order]
-        I, F, G, O = nl.sigmoid(blocks[0]), nl.sigmoid(blocks[1]), np.tanh(blocks[2]), out_act(blocks[3])
+        I, F, G, O = (nl.sigmoid(blocks[0]), nl.sigmoid(blocks[1]), np.tanh(blocks[2]),
+                      out_act(blocks[3]))
         C = (F * C_prev if forget else C_prev) + I * G
         tanh_C = np.tanh(C)
         H = O * (tanh_C if tanh_out else C)

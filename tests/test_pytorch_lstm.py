@@ -3,7 +3,6 @@ accept right answers and reject wrong ones, and make train / the sampler work en
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -29,7 +28,8 @@ def load_from_torch(module, ref):
         return module
     with torch.no_grad():
         for layer, cell in enumerate(module.cells):
-            W = torch.cat([getattr(ref, f"weight_ih_l{layer}"), getattr(ref, f"weight_hh_l{layer}")], 1)
+            W = torch.cat([getattr(ref, f"weight_ih_l{layer}"),
+                           getattr(ref, f"weight_hh_l{layer}")], 1)
             b = getattr(ref, f"bias_ih_l{layer}") + getattr(ref, f"bias_hh_l{layer}")
             for k, linear in enumerate((cell.W_i, cell.W_f, cell.W_g, cell.W_o)):
                 linear.weight.copy_(W[k * H:(k + 1) * H])
@@ -47,7 +47,8 @@ def torch_named_grads(module):
         n_in = cell.input_size
         grads[f"weight_ih_l{layer}"] = torch.cat([l.weight.grad[:, :n_in] for l in linears])
         grads[f"weight_hh_l{layer}"] = torch.cat([l.weight.grad[:, n_in:] for l in linears])
-        grads[f"bias_ih_l{layer}"] = grads[f"bias_hh_l{layer}"] = torch.cat([l.bias.grad for l in linears])
+        grads[f"bias_ih_l{layer}"] = grads[f"bias_hh_l{layer}"] = torch.cat(
+            [l.bias.grad for l in linears])
     return grads
 
 
@@ -122,13 +123,15 @@ def test_dropout_between_layers_only_in_training(cls):
 
 @pytest.mark.parametrize("cls", SCRATCH[:3], ids=lambda c: c.__name__)
 def test_bad_input_names_the_expected_shape(cls):
-    with pytest.raises(ValueError, match=r"expected input of shape \(seq_len, batch, input_size\).*4-D"):
+    with pytest.raises(ValueError,
+                       match=r"expected input of shape \(seq_len, batch, input_size\).*4-D"):
         cls(D, H)(torch.randn(2, T, B, D))
     with pytest.raises(ValueError, match=r"\(batch, seq_len, input_size\)"):
         cls(D, H, batch_first=True)(torch.randn(D))
     with pytest.raises(ValueError, match=r"input_size\. Expected 5, got 4"):
         cls(D, H)(torch.randn(T, B, 4))
-    with pytest.raises(ValueError, match=r"h_0 of shape \(num_layers, batch, hidden_size\) = \(2, 3, 6\)"):
+    with pytest.raises(ValueError,
+                       match=r"h_0 of shape \(num_layers, batch, hidden_size\) = \(2, 3, 6\)"):
         cls(D, H, num_layers=2)(torch.randn(T, B, D), (torch.zeros(1, B, H), torch.zeros(2, B, H)))
 
 
@@ -255,7 +258,8 @@ def copy_variant(order=(0, 1, 2, 3), bias="both", layers=None, swap_sides=False)
 
 
 @pytest.mark.parametrize("wrong, message", [
-    (copy_variant(order=(0, 2, 1, 3)), r"W_f holds the rows of the candidate g .* order i, f, g, o"),
+    (copy_variant(order=(0, 2, 1, 3)),
+     r"W_f holds the rows of the candidate g .* order i, f, g, o"),
     (copy_variant(order=(3, 1, 2, 0)), r"W_i holds the rows of the output gate o"),
     (copy_variant(bias="ih"), "holds bias_ih only; nn.LSTM adds both biases"),
     (copy_variant(layers=1), r"layer 1: .*(unchanged|copy every layer)"),
@@ -339,18 +343,21 @@ def test_loading_a_checkpoint_with_another_vocabulary_says_which(checkpoint, tmp
     other.write_text(load_shakespeare().text + "é")
     assert best.sample_main(["--checkpoint", str(checkpoint), "--text", str(other)]) == 1
     from lstmbook.data import Vocab
-    with pytest.raises(ValueError, match=r"vocabulary differs.*65 symbols.*66.*only in the text: 'é'"):
+    with pytest.raises(ValueError,
+                       match=r"vocabulary differs.*65 symbols.*66.*only in the text: 'é'"):
         best.load_model(checkpoint, Vocab(other.read_text()))
 
 
 def test_loading_a_checkpoint_of_another_size_says_which(checkpoint, tmp_path):
-    with pytest.raises(ValueError, match=r"size differs: the checkpoint has hidden=16, expected hidden=32"):
+    with pytest.raises(ValueError,
+                       match=r"size differs: the checkpoint has hidden=16, expected hidden=32"):
         best.load_model(checkpoint, hidden=32)
     ckpt = torch.load(checkpoint, weights_only=True)
     ckpt["config"]["hidden"] = 24  # weights of one size, a config of another
     bad = tmp_path / "bad.pt"
     torch.save(ckpt, bad)
-    with pytest.raises(ValueError, match=r"size differs: parameter core\.weight_ih_l0 has shape \(64, 8\)"):
+    with pytest.raises(ValueError,
+                       match=r"size differs: parameter core\.weight_ih_l0 has shape \(64, 8\)"):
         best.load_model(bad)
     with pytest.raises(FileNotFoundError, match="make train"):
         best.load_model(tmp_path / "missing.pt")

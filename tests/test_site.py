@@ -26,7 +26,8 @@ def build():
     jb = Path(sys.executable).with_name("jupyter-book")
     proc = subprocess.run([str(jb), "build", str(ROOT), "--path-output", str(OUT),
                            "--builder", "html", "-n", "-W", "--keep-going"],
-                          capture_output=True, text=True, env={**os.environ, "LSTMBOOK_QUICK": "1"})
+                          capture_output=True, text=True,
+                          env={**os.environ, "LSTMBOOK_QUICK": "1"})
     return proc
 
 

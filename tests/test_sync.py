@@ -39,7 +39,8 @@ def test_practice_notebooks_hide_every_solution():
         solution, practice, _ = sync.build(lesson)
         exercises = [c for c in solution.cells if c.metadata.get("exercise")]
         placeholders = [c for c in practice.cells
-                        if c.cell_type == "code" and "raise NotImplementedError(\"Exercise" in c.source]
+                        if c.cell_type == "code"
+                        and "raise NotImplementedError(\"Exercise" in c.source]
         assert len(placeholders) == len(exercises) > 0, lesson.name
         for sol, lab in zip(exercises, placeholders):
             number = sol.metadata["exercise"]
@@ -98,3 +99,25 @@ def test_saved_cells_become_a_module(tmp_path):
     namespace = {}
     exec(module, namespace)
     assert namespace["f"](2) == 3
+
+
+def test_saved_module_hoists_imports_and_refers_to_its_section(tmp_path):
+    book = tmp_path / "book"
+    book.mkdir()
+    cell = "```{code-cell} ipython3\n#@save\n%s\n```\n"
+    (book / "09_demo.md").write_text(
+        "---\njupytext:\n  text_representation:\n    format_name: myst\nkernelspec:\n"
+        "  name: python3\n  display_name: Python 3\n---\n\n# Demo\n\n## The first part\n\n"
+        + cell % "import math\n\n\ndef f(x):\n    return math.sqrt(x)"
+        + "\n## The second part\n\nText.\n\n"
+        + cell % "import json\nimport math\n\n# why g\ndef g(x):\n    return json.dumps(f(x))")
+    _, _, module = sync.build(book / "09_demo.md")
+    lines = module.splitlines()
+    assert lines[4:6] == ["import json", "import math"]  # hoisted, once each, in ruff's order
+    assert module.count("import math") == 1
+    assert lines[lines.index("def f(x):") - 1] == '# Defined in book/09_demo.md, "The first part"'
+    assert lines[lines.index("def g(x):") - 2:lines.index("def g(x):")] == [
+        '# Defined in book/09_demo.md, "The second part"', "# why g"]
+    namespace = {}
+    exec(module, namespace)
+    assert namespace["g"](4.0) == "2.0"

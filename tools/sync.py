@@ -73,7 +73,8 @@ def with_placeholders(source: str, number: str, hint: str, where: str) -> str:
     for begin, end in list(_regions(lines, where)):
         indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
         out += lines[pos:begin]
-        out.append(f"{indent}raise NotImplementedError({json.dumps(f'Exercise {number}: {hint}')})")
+        message = json.dumps(f"Exercise {number}: {hint}")
+        out.append(f"{indent}raise NotImplementedError({message})")
         pos = end + 1
     return "\n".join(out + lines[pos:])
 
@@ -136,7 +137,8 @@ def with_back_references(code: str, reference: str) -> str:
     for node in ast.parse(code).body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef, ast.Assign,
                              ast.AnnAssign)):
-            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1
+            decorators = getattr(node, "decorator_list", [])
+            first = min([node.lineno] + [d.lineno for d in decorators]) - 1
             while first > 0 and lines[first - 1].lstrip().startswith("#"):
                 first -= 1
             starts.append(first)

@@ -62,7 +62,8 @@ def expect_close(name: str, got, expected, *, atol: float = 1e-8, rtol: float = 
         where = np.unravel_index(np.argmax(err), err.shape)
         raise ExerciseFailed(
             f"{name} differs from the reference: max abs error {err.max():.3g} at index "
-            f"{tuple(int(i) for i in where)} (got {got[where]:.6g}, expected {expected[where]:.6g})."
+            f"{tuple(int(i) for i in where)} (got {got[where]:.6g}, "
+            f"expected {expected[where]:.6g})."
             + (f" Hint: {hint}" if hint else ""))
 
 

@@ -99,7 +99,8 @@ def lstm_cell(LSTMCell, Tensor):
                 lambda: LSTMCell(D, n, dtype=np.float64), "keep the constructor as given")
     W_x, W_h, b = (rng.uniform(-0.8, 0.8, shape) for shape in ((D, 4 * n), (n, 4 * n), (4 * n,)))
     cell.W_x.data, cell.W_h.data, cell.b.data = W_x.copy(), W_h.copy(), b.copy()
-    X, H0, C0 = rng.standard_normal((B, D)), rng.standard_normal((B, n)), rng.standard_normal((B, n))
+    X, H0, C0 = (rng.standard_normal((B, D)), rng.standard_normal((B, n)),
+                 rng.standard_normal((B, n)))
     tX, tH0, tC0 = (Tensor(a.copy(), requires_grad=True) for a in (X, H0, C0))
     hint = ("gates = X @ W_x + H_prev @ W_h + b has 4n columns: [0:n] input gate i (sigmoid), "
             "[n:2n] forget gate f (sigmoid), [2n:3n] candidate g (tanh), [3n:4n] output gate o "
@@ -151,7 +152,8 @@ def _torch_char_lstm(torch, params, D, n):
         lstm.weight_ih_l0.copy_(torch.tensor(params["W_x"].T))
         lstm.weight_hh_l0.copy_(torch.tensor(params["W_h"].T))
         lstm.bias_ih_l0.copy_(torch.tensor(params["b"])), lstm.bias_hh_l0.zero_()
-        out.weight.copy_(torch.tensor(params["W_hq"].T)), out.bias.copy_(torch.tensor(params["b_q"]))
+        out.weight.copy_(torch.tensor(params["W_hq"].T))
+        out.bias.copy_(torch.tensor(params["b_q"]))
     return emb, lstm, out
 
 
@@ -175,7 +177,7 @@ def tbptt_step(tbptt_step, CharLSTM):
         for leaf in leaves.values():
             leaf.grad = None
         result = _run(f"tbptt_step on chunk {k + 1}",
-                      lambda: tbptt_step(model, X, Y, state), hint)
+                      lambda X=X, Y=Y, state=state: tbptt_step(model, X, Y, state), hint)
         if not (isinstance(result, tuple) and len(result) == 2):
             raise ExerciseFailed("tbptt_step should return (loss, state)")
         loss, state = result
@@ -246,8 +248,8 @@ def gru_cell(gru_cell):
             cand = torch.tanh(gx[:, 2 * n:] + r * gh[:, 2 * n:])
             swapped = (z * cand + (1 - z) * h0).numpy()
         if np.allclose(got, swapped, atol=1e-10):
-            hint = ("the update gate is applied the wrong way round: H = (1 - Z) * N + Z * H_prev, "
-                    "so that Z = 1 keeps the old state")
+            hint = ("the update gate is applied the wrong way round: "
+                    "H = (1 - Z) * N + Z * H_prev, so that Z = 1 keeps the old state")
         else:
             hint = ("in PyTorch's form the reset gate multiplies the hidden part after the "
                     "product, N = tanh(n_x + R * (H_prev @ W_hn + b_hn)); " + hint)

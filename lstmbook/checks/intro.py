@@ -14,7 +14,8 @@ def unigram_log_probs(answer):
                              f"vocab_size=4, got shape {np.shape(got)}")
     total = np.exp(np.asarray(got, dtype=np.float64)).sum()
     if not np.isclose(total, 1.0):
-        raise ExerciseFailed(f"the probabilities exp(log p) sum to {total:.4g}, not 1. Hint: divide "
-                             "the smoothed counts by their total, N + V, before taking the log")
+        raise ExerciseFailed(f"the probabilities exp(log p) sum to {total:.4g}, not 1. Hint: "
+                             "divide the smoothed counts by their total, N + V, before taking "
+                             "the log")
     expect_close("log p for ids [0, 0, 2], vocab_size=4", got, expected,
                  hint="add 1 to every count (Laplace smoothing), including symbols never seen")

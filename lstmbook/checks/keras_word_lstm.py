@@ -161,13 +161,15 @@ def generate(answer):
         raise ExerciseFailed(model.problem)
     expected_feed = [2, 4, 5, 0, 1, 2]
     if model.calls[:2] != [2, 4]:
-        raise ExerciseFailed(f"step_fn was first called with tokens {model.calls[:2]}, expected the "
-                             "prompt [2, 4]: feed every prompt token, in order, before sampling")
+        raise ExerciseFailed(f"step_fn was first called with tokens {model.calls[:2]}, expected "
+                             "the prompt [2, 4]: feed every prompt token, in order, before "
+                             "sampling")
     if out.tolist() != [5, 0, 1, 2, 3]:
         raise ExerciseFailed(
             f"with top_k=1 (always the most likely token) and a model that predicts token+1, the "
-            f"prompt [2, 4] should continue [5, 0, 1, 2, 3], got {out.tolist()}. Hint: sample from "
-            "the logits returned after the last prompt token, then feed each sampled token back")
+            f"prompt [2, 4] should continue [5, 0, 1, 2, 3], got {out.tolist()}. Hint: sample "
+            "from the logits returned after the last prompt token, then feed each sampled token "
+            "back")
     if model.calls[:len(expected_feed)] != expected_feed or len(model.calls) > 7:
         raise ExerciseFailed(f"step_fn was called with tokens {model.calls}, expected "
                              f"{expected_feed} (optionally followed by the last sampled token): "
@@ -265,7 +267,8 @@ def torch_lstm_to_keras(answer):
     if not isinstance(weights, (list, tuple)) or len(weights) != 3:
         raise ExerciseFailed("return a list [kernel, recurrent_kernel, bias] of three arrays, "
                              f"got {type(weights).__name__}"
-                             + (f" of length {len(weights)}" if hasattr(weights, "__len__") else ""))
+                             + (f" of length {len(weights)}"
+                                if hasattr(weights, "__len__") else ""))
     kernel, recurrent, bias = (np.asarray(w.detach().numpy() if hasattr(w, "detach") else w,
                                           dtype=np.float64) for w in weights)
     for name, got, shape in (("kernel", kernel, (D, 4 * H)),
@@ -274,8 +277,9 @@ def torch_lstm_to_keras(answer):
         if got.shape != shape:
             raise ExerciseFailed(
                 f"{name} has shape {got.shape}, expected {shape} for an LSTM with {D} inputs and "
-                f"{H} units. Hint: Keras multiplies a row vector by the kernel, x @ kernel, so its "
-                "kernel is torch's weight transposed, and it has a single bias of 4 * units")
+                f"{H} units. Hint: Keras multiplies a row vector by the kernel, x @ kernel, so "
+                "its kernel is torch's weight transposed, and it has a single bias of 4 * "
+                "units")
 
     layer = keras.layers.LSTM(H, return_sequences=True, return_state=True, dtype="float64")
     layer.build((None, None, D))

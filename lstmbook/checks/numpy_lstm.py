@@ -40,8 +40,10 @@ def _copy_into(module, W, b, num_inputs, suffix=""):
     """Copy our (W, b) into a torch LSTM module's weight_ih/weight_hh/bias_ih/bias_hh."""
     torch = _torch()
     with torch.no_grad():
-        getattr(module, "weight_ih" + suffix).copy_(torch.from_numpy(np.ascontiguousarray(W[:num_inputs].T)))
-        getattr(module, "weight_hh" + suffix).copy_(torch.from_numpy(np.ascontiguousarray(W[num_inputs:].T)))
+        getattr(module, "weight_ih" + suffix).copy_(
+            torch.from_numpy(np.ascontiguousarray(W[:num_inputs].T)))
+        getattr(module, "weight_hh" + suffix).copy_(
+            torch.from_numpy(np.ascontiguousarray(W[num_inputs:].T)))
         getattr(module, "bias_ih" + suffix).copy_(torch.from_numpy(b))
         getattr(module, "bias_hh" + suffix).zero_()
 
@@ -96,16 +98,17 @@ def gate_forward(answer):
     gates_ref = dict(zip(GATES, ref_cache[2:6]))
     if not _close(cache[0], ref_cache[0]):
         expect_close("XH (in the cache)", cache[0], ref_cache[0], **TOL,
-                     hint="XH = np.concatenate([X, H_prev], axis=1): X first, along the feature axis")
+                     hint="XH = np.concatenate([X, H_prev], axis=1): X first, along the "
+                          "feature axis")
     for name in GATES:
         if _close(gates_got[name], gates_ref[name]):
             continue
         others = [o for o in GATES if o != name and _close(gates_got[name], gates_ref[o])]
         if others:
             raise ExerciseFailed(
-                f"your {GATE_NAMES[name]} equals the reference's {GATE_NAMES[others[0]]}. Hint: the "
-                "columns of W (and A) are ordered [i | f | g | o], num_hiddens columns each, the "
-                "order torch.nn.LSTM uses")
+                f"your {GATE_NAMES[name]} equals the reference's {GATE_NAMES[others[0]]}. "
+                "Hint: the columns of W (and A) are ordered [i | f | g | o], num_hiddens "
+                "columns each, the order torch.nn.LSTM uses")
         activation = "tanh" if name == "G" else "the sigmoid"
         k = GATES.index(name)
         expect_close(GATE_NAMES[name], gates_got[name], gates_ref[name], **TOL,
@@ -223,12 +226,14 @@ def backward_through_time(answer):
     wrong_steps = [t for t in range(6) if not np.allclose(dX[:, t], dX_ref[:, t], **TOL)]
     if wrong_steps:
         if wrong_steps == list(range(5)):
-            hint = ("the last step is right but the earlier ones are not: walk from the last step to "
-                    "the first, pass dHs[:, t] + dH (what step t+1 sent back) and the carried dC to "
-                    "lstm_step_backward, and keep the dH, dC it returns for step t-1")
+            hint = ("the last step is right but the earlier ones are not: walk from the last "
+                    "step to the first, pass dHs[:, t] + dH (what step t+1 sent back) and the "
+                    "carried dC to lstm_step_backward, and keep the dH, dC it returns for step "
+                    "t-1")
         else:
-            hint = ("step t's lstm_step_backward needs dHs[:, t] + dH and dC carried back from step "
-                    "t+1, starting from zeros at the last step (if check 2.2 fails, fix it first)")
+            hint = ("step t's lstm_step_backward needs dHs[:, t] + dH and dC carried back from "
+                    "step t+1, starting from zeros at the last step (if check 2.2 fails, fix it "
+                    "first)")
         expect_close(f"dX at step {wrong_steps[-1]} (of 0..5)", dX[:, wrong_steps[-1]],
                      dX_ref[:, wrong_steps[-1]], **TOL, hint=hint)
     expect_close("dW", dW, dW_ref, **TOL,
@@ -265,8 +270,9 @@ def clipping(answer):
         norm = answer(grads, max_norm)
         if norm is None or not np.isclose(float(norm), norm_ref, rtol=1e-9):
             raise ExerciseFailed(
-                f"for gradients of global norm {norm_ref:g} the function returned {norm!r}. Hint: "
-                "return the global norm sqrt(sum of g**2 over ALL arrays) measured before clipping")
+                f"for gradients of global norm {norm_ref:g} the function returned {norm!r}. "
+                "Hint: return the global norm sqrt(sum of g**2 over ALL arrays) measured before "
+                "clipping")
         if all(np.array_equal(g, g0) for g, g0 in zip(grads, (a, b))):
             raise ExerciseFailed(f"with max_norm={max_norm} and a norm of 13 the arrays were not "
                                  f"changed. Hint: {hint_inplace}")
@@ -280,8 +286,9 @@ def clipping(answer):
     grads = [a.copy(), b.copy()]
     norm = answer(grads, 20.0)
     if not np.isclose(float(norm), 13.0, rtol=1e-9):
-        raise ExerciseFailed(f"with a norm of 13 below max_norm=20 the function returned {norm!r}, "
-                             "expected 13. Hint: return the norm even when nothing is clipped")
+        raise ExerciseFailed(f"with a norm of 13 below max_norm=20 the function returned "
+                             f"{norm!r}, expected 13. Hint: return the norm even when nothing "
+                             "is clipped")
     for g, g0 in zip(grads, (a, b)):
         if not np.array_equal(g, g0):
             raise ExerciseFailed("with a global norm of 13 and max_norm=20 the gradients changed. "
@@ -327,8 +334,9 @@ def temperature(answer):
             except ValueError:
                 continue
             except Exception as err:  # noqa: BLE001 - report what was raised instead
-                raise ExerciseFailed(f"temperature={T} raised {type(err).__name__}. Hint: raise "
-                                     "ValueError (with a message saying temperature must be > 0)")
+                raise ExerciseFailed(f"temperature={T} raised {type(err).__name__}. Hint: "
+                                     "raise ValueError (with a message saying temperature must "
+                                     "be > 0)") from None
             raise ExerciseFailed(f"temperature={T} was accepted. Hint: a temperature <= 0 has no "
                                  "meaning; raise ValueError saying that it must be > 0")
 
@@ -365,8 +373,9 @@ def matches_nn_lstm(layer_forward, num_layers=2, tolerance=1e-10):
         diffs[f"final C of layer {l}"] = np.abs(C - Cn_ref[l]).max()
     worst = max(diffs, key=diffs.get)
     if not diffs[worst] <= tolerance:
-        raise ExerciseFailed(f"{layer_forward.__name__} differs from torch.nn.LSTM ({num_layers} "
-                             f"layers, float64): {worst} off by {diffs[worst]:.3g} > {tolerance:g}")
+        raise ExerciseFailed(f"{layer_forward.__name__} differs from torch.nn.LSTM "
+                             f"({num_layers} layers, float64): {worst} off by "
+                             f"{diffs[worst]:.3g} > {tolerance:g}")
     name = getattr(layer_forward, "__name__", "layer")
     print(f"{name}: equal to torch.nn.LSTM ({num_layers} layers, float64), max abs difference "
           f"{max(diffs.values()):.1e} <= {tolerance:g}")

@@ -83,14 +83,16 @@ def _run(run, cell, X, H0, C0):
                              f"{getattr(run, 'shape_hint', '')}") from None
     if not (isinstance(out, tuple) and len(out) == 2):
         raise ExerciseFailed(f"the step should return a tuple (H, C), got {type(out).__name__}"
-                             + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
+                             + (f" of length {len(out)}"
+                                if isinstance(out, (tuple, list)) else ""))
     for name, value in zip(("H", "C"), out):
         if not isinstance(value, torch.Tensor):
             raise ExerciseFailed(f"{name} should be a torch.Tensor, got {type(value).__name__}; "
                                  "stay in PyTorch so that autograd can differentiate the step")
         if tuple(value.shape) != (B, H):
-            raise ExerciseFailed(f"{name} has shape {tuple(value.shape)}, expected (batch, hidden) = "
-                                 f"{(B, H)} for a batch of {B}, input size {D}, hidden size {H}")
+            raise ExerciseFailed(f"{name} has shape {tuple(value.shape)}, expected "
+                                 f"(batch, hidden) = {(B, H)} for a batch of {B}, input size "
+                                 f"{D}, hidden size {H}")
     return out
 
 
@@ -129,8 +131,8 @@ def _diagnose(run):
                 "f = sigmoid(...) computed from its own weights, multiplying C_{t-1}")
     # 4. With the candidate saturated at g = 1 and C_{t-1} = 0, C equals the input gate.
     cell1 = _saturate_candidate(_oracle_cell())
-    if not _close(_run(run, cell1, X, H0, Z)[1].detach().numpy(), _oracle(cell1, X, H0, Z)[1].numpy(),
-                  tol=1e-9):
+    if not _close(_run(run, cell1, X, H0, Z)[1].detach().numpy(),
+                  _oracle(cell1, X, H0, Z)[1].numpy(), tol=1e-9):
         return "check the input gate: i = sigmoid(...) computed from the input gate's own weights"
     return "check the candidate cell: g = tanh(...) (not sigmoid) from the candidate's own weights"
 
@@ -187,8 +189,6 @@ def naive_cell_step(answer):
 
 @exercise("4.2", "the fused cell step")
 def fused_step(answer):
-    torch = _torch()
-
     def run(cell, X, H0, C0):
         XW = X @ cell.weight_ih.detach().T + cell.bias_ih.detach() + cell.bias_hh.detach()
         return answer(XW, H0, C0, cell.weight_hh.detach())
@@ -233,15 +233,18 @@ def _describe_copy(naive, lstm, layers):
                 return (f"layer {layer}: W_{gate}.weight has shape {tuple(W.shape)}, expected "
                         f"{(H, n_in + H)}")
             if not torch.allclose(W[:, :n_in], W_ih[rows]):
-                found = [GATES[j] for j, r in enumerate(blocks) if torch.allclose(W[:, :n_in], W_ih[r])]
+                found = [GATES[j] for j, r in enumerate(blocks)
+                         if torch.allclose(W[:, :n_in], W_ih[r])]
                 if found:
-                    return (f"layer {layer}: W_{gate} holds the rows of the {GATE_NAMES[found[0]]} "
-                            f"(block {GATES.index(found[0])} of weight_ih_l{layer}); nn.LSTM's blocks "
-                            f"are in the order i, f, g, o, so W_{gate} needs block {k}")
+                    return (f"layer {layer}: W_{gate} holds the rows of the "
+                            f"{GATE_NAMES[found[0]]} (block {GATES.index(found[0])} of "
+                            f"weight_ih_l{layer}); nn.LSTM's blocks are in the order i, f, g, o, "
+                            f"so W_{gate} needs block {k}")
                 return (f"layer {layer}: W_{gate}.weight[:, :input_size] should be rows "
                         f"{k * H}:{(k + 1) * H} of weight_ih_l{layer}"
                         + (" (this layer looks unchanged: copy every layer)"
-                           if not any(torch.allclose(W[:, :n_in], W_ih[r]) for r in blocks) else ""))
+                           if not any(torch.allclose(W[:, :n_in], W_ih[r]) for r in blocks)
+                           else ""))
             if not torch.allclose(W[:, n_in:], W_hh[rows]):
                 return (f"layer {layer}: W_{gate}.weight[:, input_size:] should be rows "
                         f"{k * H}:{(k + 1) * H} of weight_hh_l{layer} (the recurrent weights sit "
@@ -253,7 +256,8 @@ def _describe_copy(naive, lstm, layers):
                 if torch.allclose(b, b_hh[rows]):
                     return (f"layer {layer}: W_{gate}.bias holds bias_hh only; nn.LSTM adds both "
                             "biases, so copy bias_ih + bias_hh")
-                return f"layer {layer}: W_{gate}.bias should be (bias_ih + bias_hh)[{k * H}:{(k + 1) * H}]"
+                return (f"layer {layer}: W_{gate}.bias should be "
+                        f"(bias_ih + bias_hh)[{k * H}:{(k + 1) * H}]")
     return None
 
 
@@ -312,7 +316,8 @@ def init_forget_bias(answer, FusedLSTM=None):
             if set(params) != set(before):
                 raise ExerciseFailed(f"the {label}'s parameters changed names: {sorted(params)}")
             for layer in range(2):
-                b_ih, b_hh = params[f"bias_ih_l{layer}"].detach(), params[f"bias_hh_l{layer}"].detach()
+                b_ih = params[f"bias_ih_l{layer}"].detach()
+                b_hh = params[f"bias_hh_l{layer}"].detach()
                 total = (b_ih + b_hh).numpy()
                 old_total = (before[f"bias_ih_l{layer}"] + before[f"bias_hh_l{layer}"]).numpy()
                 where = f"{label}, layer {layer}, value={value:g}"
@@ -323,16 +328,17 @@ def init_forget_bias(answer, FusedLSTM=None):
                                 (": set every layer" if layer > 0 else
                                  ": it is rows hidden:2*hidden, the second block"))
                     elif np.allclose(forget, 2 * value, atol=1e-6):
-                        hint = ("it is twice the value: the gate adds bias_ih and bias_hh, so set one "
-                                "of them to the value and the other to 0")
+                        hint = ("it is twice the value: the gate adds bias_ih and bias_hh, so "
+                                "set one of them to the value and the other to 0")
                     elif np.allclose(b_ih[H:2 * H].numpy(), value, atol=1e-6):
-                        hint = ("bias_ih is right but bias_hh's forget block still holds its random "
-                                "values, and the gate sees their sum: set bias_hh's block to 0")
+                        hint = ("bias_ih is right but bias_hh's forget block still holds its "
+                                "random values, and the gate sees their sum: set bias_hh's block "
+                                "to 0")
                     else:
                         hint = "the forget gate is the second block of rows, hidden:2*hidden"
-                    raise ExerciseFailed(f"{where}: the forget gate's total bias bias_ih + bias_hh "
-                                         f"is {forget[:3].round(3)}..., expected {value:g} in every "
-                                         f"unit. Hint: {hint}")
+                    raise ExerciseFailed(f"{where}: the forget gate's total bias "
+                                         f"bias_ih + bias_hh is {forget[:3].round(3)}..., "
+                                         f"expected {value:g} in every unit. Hint: {hint}")
                 for k, gate in enumerate(GATES):
                     if gate == "f":
                         continue

@@ -63,7 +63,8 @@ def _diagnose(got, mistakes: dict, default: str) -> str:
 def _rnn_problem(seed=101, batch=3, num_inputs=4, num_hiddens=5):
     torch = _torch()
     gen = torch.Generator().manual_seed(seed)
-    return dict(X=_randn(gen, batch, num_inputs), H_prev=_randn(gen, batch, num_hiddens, scale=0.8),
+    return dict(X=_randn(gen, batch, num_inputs),
+                H_prev=_randn(gen, batch, num_hiddens, scale=0.8),
                 W_xh=_randn(gen, num_inputs, num_hiddens, scale=0.5),
                 W_hh=_randn(gen, num_hiddens, num_hiddens, scale=0.5),
                 b_h=_randn(gen, num_hiddens, scale=0.5))
@@ -194,7 +195,8 @@ def _lstm_problem(seed=303, batch=3, num_inputs=4, num_hiddens=5):
         params[f"W_x{g}"] = _randn(gen, num_inputs, num_hiddens, scale=0.6)
         params[f"W_h{g}"] = _randn(gen, num_hiddens, num_hiddens, scale=0.6)
         params[f"b_{g}"] = _randn(gen, num_hiddens, scale=0.5)
-    return dict(X=_randn(gen, batch, num_inputs), H_prev=_randn(gen, batch, num_hiddens, scale=0.8),
+    return dict(X=_randn(gen, batch, num_inputs),
+                H_prev=_randn(gen, batch, num_hiddens, scale=0.8),
                 C_prev=_randn(gen, batch, num_hiddens), params=params)
 
 
@@ -264,7 +266,8 @@ def lstm_cell(answer):
 def _forget_gates(seed=404, num_steps=7, batch=2, num_hiddens=3):
     torch = _torch()
     gen = torch.Generator().manual_seed(seed)
-    return torch.rand(num_steps, batch, num_hiddens, generator=gen, dtype=torch.float64) * 0.8 + 0.2
+    return (torch.rand(num_steps, batch, num_hiddens, generator=gen, dtype=torch.float64) * 0.8
+            + 0.2)
 
 
 def _cell_path_autograd(F):

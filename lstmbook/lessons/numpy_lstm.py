@@ -141,7 +141,8 @@ def lstm_step_backward(dH, dC, cache, W):
 
 # Defined in book/02_numpy_lstm.md, "Through time"
 def lstm_layer_backward(dHs, caches, W):
-    """dHs (batch, num_steps, num_hiddens) -> dX (batch, num_steps, num_inputs), dH0, dC0, dW, db."""
+    """dHs (batch, num_steps, num_hiddens) -> dX (batch, num_steps, num_inputs), dH0, dC0, dW,
+    db."""
     batch, h = caches[0][2].shape
     num_steps, num_inputs = len(caches), caches[0][0].shape[1] - h
     expect_shape("dHs", dHs, ("batch", batch), ("num_steps", num_steps), ("num_hiddens", h))
@@ -242,7 +243,9 @@ def char_lstm_astype(self, dtype):
 
 
 # Defined in book/02_numpy_lstm.md, "Through stacked layers, and the whole model"
-CharLSTM.logits_fn, CharLSTM.step_fn, CharLSTM.astype = char_lstm_logits, char_lstm_step, char_lstm_astype
+CharLSTM.logits_fn, CharLSTM.step_fn = char_lstm_logits, char_lstm_step
+# Defined in book/02_numpy_lstm.md, "Through stacked layers, and the whole model"
+CharLSTM.astype = char_lstm_astype
 
 
 # Defined in book/02_numpy_lstm.md, "Checking the gradient numerically"
