@@ -2,6 +2,7 @@
 
 Nothing is downloaded: the text ships in ``data/tinyshakespeare.txt``.
 """
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,42 @@ def data_path(name: str = "tinyshakespeare.txt") -> Path:
     return path
 
 
+# The course's corpus, as ../shared/data/README describes it: a damaged copy (empty, cut short,
+# re-encoded) would otherwise surface as an obscure error far from its cause.
+CORPUS_NAME = "tinyshakespeare.txt"
+CORPUS_BYTES = 1_115_394
+CORPUS_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+class DataError(ValueError):
+    """A data file that is there but is not what the course expects."""
+
+
+def check_corpus(path: Path, raw: bytes) -> None:
+    """Refuse a copy of the course's corpus whose size or checksum differs, saying how to
+    restore it."""
+    digest = hashlib.sha256(raw).hexdigest()
+    if len(raw) == CORPUS_BYTES and digest == CORPUS_SHA256:
+        return
+    raise DataError(
+        f"{path} is not the course's corpus: expected {CORPUS_BYTES:,} bytes with SHA-256 "
+        f"{CORPUS_SHA256[:16]}..., found {len(raw):,} bytes with SHA-256 {digest[:16]}... "
+        f"(empty, cut short or re-encoded). Restore it with `git checkout -- data/{CORPUS_NAME}` "
+        "(or copy it again from the course's shared data folder).")
+
+
 def load_text(path=None) -> str:
-    """The whole corpus as one string (1,115,394 characters for tiny Shakespeare)."""
-    return Path(path or data_path()).read_text(encoding="utf-8")
+    """The whole corpus as one string (1,115,394 characters for tiny Shakespeare). The
+    course's own file is checked against its size and checksum."""
+    path = Path(path or data_path())
+    raw = path.read_bytes()
+    if path.name == CORPUS_NAME:
+        check_corpus(path, raw)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text (byte {err.start} cannot be decoded): "
+                        "save it as UTF-8, or pass a UTF-8 text file") from None
 
 
 class Vocab:

@@ -36,6 +36,29 @@ def test_missing_data_file_names_path_and_fix(monkeypatch, tmp_path):
     assert "git checkout -- data/tinyshakespeare.txt" in str(err.value)
 
 
+@pytest.mark.parametrize("damage", [
+    lambda raw: b"",                                      # emptied
+    lambda raw: raw[: len(raw) // 2],                     # cut short
+    lambda raw: raw.decode().encode("utf-16"),            # re-encoded
+    lambda raw: raw.replace(b"ROMEO", b"R\xd6MEO", 1),    # one stray Latin-1 byte
+])
+def test_a_damaged_corpus_stops_with_one_clear_message(tmp_path, damage):
+    copy = tmp_path / data.CORPUS_NAME
+    copy.write_bytes(damage(data.data_path().read_bytes()))
+    with pytest.raises(data.DataError, match=r"expected 1,115,394 bytes with SHA-256 .*"
+                                             r"git checkout -- data/tinyshakespeare\.txt"):
+        data.load_shakespeare(copy)
+
+
+def test_other_texts_are_not_checked_but_must_be_utf8(tmp_path):
+    text = tmp_path / "mine.txt"
+    text.write_text("to be or not to be", encoding="utf-8")
+    assert data.load_text(text) == "to be or not to be"
+    text.write_bytes(b"caf\xe9")
+    with pytest.raises(data.DataError, match="not UTF-8 text.*byte 3"):
+        data.load_text(text)
+
+
 def test_bptt_batches_continue_each_row():
     ids = np.arange(101)
     chunks = list(data.bptt_batches(ids, batch_size=4, num_steps=5))
