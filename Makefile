@@ -8,10 +8,11 @@ PY := $(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help book sync test lint serve lab lab-update lab-reset hub hub-admin hub-deps bench train clean browser
+.PHONY: help book times sync test lint serve lab lab-update lab-reset hub hub-admin hub-deps bench train clean browser
 
 help:
 	@echo "make book   build the site into _build/html (full training runs, cached)"
+	@echo "make times  execution time of every page at the last make book"
 	@echo "make test   lint, then run all tests in quick mode (installs what they need)"
 	@echo "make lint   ruff: the project's lint and import-order rules (pyproject.toml)"
 	@echo "make sync   regenerate labs/, solutions/ and lstmbook/lessons/ from book/ (tools/sync.py)"
@@ -35,16 +36,20 @@ $(VENV)/.installed: requirements.txt
 sync: $(VENV)/.installed
 	$(PY) tools/sync.py
 
-# jupyter-cache keys a page on its code cells only: a change in lstmbook/ or in the saved results
-# (make bench, make train) would leave stale outputs. Drop the cache when any of them is newer.
+# jupyter-cache keys a page on its code cells only; tools/book_cache.py also re-executes a page
+# when an lstmbook module it imports (directly or not) or a results/ file it reads has changed,
+# and only that page. OPENBLAS_NUM_THREADS=1 as in the lessons, so NumPy's speed is the same
+# whichever entry point measures it (make bench too).
 CACHE := _build/.jupyter_cache
-$(CACHE)/.inputs: $(wildcard lstmbook/*.py lstmbook/lessons/*.py lstmbook/checks/*.py results/*.json)
-	rm -rf $(CACHE)
-	mkdir -p $(CACHE) && touch $@
-
-book: $(VENV)/.installed $(CACHE)/.inputs
-	@time LSTMBOOK_PROGRESS=text $(BIN)/jupyter-book build . --builder html -n -W --keep-going
+book: $(VENV)/.installed
+	@$(PY) tools/book_cache.py $(CACHE)
+	@time OPENBLAS_NUM_THREADS=1 LSTMBOOK_PROGRESS=text $(BIN)/jupyter-book build . --builder html -n -W --keep-going
+	@$(PY) tools/book_cache.py $(CACHE) --times
 	@echo "Open file://$(CURDIR)/_build/html/index.html  (or: make serve)"
+
+# Execution time of every page, from the cache of the last make book.
+times: $(VENV)/.installed
+	@$(PY) tools/book_cache.py $(CACHE) --times
 
 # Headless Chromium for the site tests (Debian package; never a downloaded browser build).
 browser:
@@ -99,7 +104,7 @@ hub-admin: $(VENV)/.installed
 # results/bench.json, which lesson 6 shows. make bench BENCH_ARGS="--help" lists the options.
 BENCH_ARGS ?=
 bench: $(VENV)/.installed
-	$(PY) -m lstmbook.bench $(BENCH_ARGS)
+	OPENBLAS_NUM_THREADS=1 $(PY) -m lstmbook.bench $(BENCH_ARGS)
 
 # The course's best character model (lesson 4), trained for a wall-clock budget
 # (lstmbook/best_model.py; sample from it with python -m lstmbook.sample).

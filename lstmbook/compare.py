@@ -234,8 +234,8 @@ contender("PyTorch naive", 4, "PyTorch naive LSTM (lesson 4)",
                    "CharModel"),
           note="one nn.Linear per gate, autograd")(_torch_model(pytorch_lstm.NaiveLSTM))
 contender("PyTorch fused", 4, "PyTorch fused LSTM (lesson 4)",
-          _lesson4("fused_step", "fused_layer", "lstm_input", "lstm_output", "FusedLSTM",
-                   "CharModel"),
+          _lesson4("fused_step", "fused_layer", "lstm_input", "lstm_output",
+                   "lstm_parameter_shapes", "layer_parameters", "FusedLSTM", "CharModel"),
           note="one product for the four gates, input projection hoisted"
           )(_torch_model(pytorch_lstm.FusedLSTM))
 contender("torch.nn.LSTM", 4, "torch.nn.LSTM", _lesson4("CharModel"),
@@ -349,11 +349,15 @@ def load_or_measure(path: Path = RESULTS) -> tuple[dict, str]:
 
 
 def rows(results: dict, device: str = "cpu") -> list[dict]:
-    """One row per contender: its run joined with its throughput on ``device`` (if measured)."""
+    """One row per contender: its run joined with its throughput on ``device`` (if measured).
+    Lines of code are counted now, from the code as it is, not as it was when the run was made
+    (the lessons' code can be reorganised without a new make bench)."""
     speed = {r["name"]: r for r in results["throughput"] if r["device"] == device}
     out = []
     for run in results["runs"]:
         row = dict(run)
+        if run["name"] in CONTENDERS:
+            row["lines"] = code_lines(*CONTENDERS[run["name"]].code())
         measured = speed.get(run["bench_row"])
         row["tokens_per_s"] = measured["tokens_per_s"] if measured else None
         row["ratio"] = measured["ratio_to_nn_lstm"] if measured else None

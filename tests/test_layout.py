@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_script
+
+deps = load_script("tools/deps.py")
 
 PACKAGE = ROOT / "lstmbook"
 
@@ -36,40 +38,11 @@ def layer(module: str) -> int:
     raise KeyError(f"{module} is in no layer of tests/test_layout.py: place it in one")
 
 
-def module_name(path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imported(module: str, source: str, is_package: bool) -> list[str]:
-    """The lstmbook modules (and outside tools) that ``source`` imports, anywhere in the file.
-    ``from lstmbook import x`` counts as lstmbook.x when x is a module, else as lstmbook."""
-    found = []
-    package = module if is_package else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                base = ".".join(up + ([base] if base else []))
-            found += [f"{base}.{alias.name}" if is_module(f"{base}.{alias.name}") else base
-                      for alias in node.names]
-    return [name for name in found
-            if name.split(".")[0] == "lstmbook" or name.split(".")[0] in OUTSIDE]
-
-
-def is_module(name: str) -> bool:
-    path = ROOT.joinpath(*name.split("."))
-    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
-
-
 def violations(modules: dict[str, tuple[str, bool]]) -> list[str]:
     """Every import against the rules, for {module: (source, is_package)}."""
     wrong = []
     for module, (source, is_package) in modules.items():
-        for target in imported(module, source, is_package):
+        for target in deps.imported(module, source, is_package, roots=("lstmbook", *OUTSIDE)):
             if target.split(".")[0] in OUTSIDE:
                 wrong.append(f"{module} imports {target}: tools and the lab stay outside")
                 continue
@@ -82,8 +55,7 @@ def violations(modules: dict[str, tuple[str, bool]]) -> list[str]:
 
 
 def package_modules() -> dict[str, tuple[str, bool]]:
-    return {module_name(path): (path.read_text(), path.name == "__init__.py")
-            for path in sorted(PACKAGE.rglob("*.py"))}
+    return deps.package_sources()
 
 
 def test_the_package_imports_only_downward():

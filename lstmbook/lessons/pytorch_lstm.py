@@ -53,7 +53,8 @@ def naive_cell_step(cell, X, state):
 def lstm_input(module, X, state):
     """Check an nn.LSTM-style call; return X as (seq_len, batch, input), (H0, C0), unbatched."""
     name = type(module).__name__
-    layout = "(batch, seq_len, input_size)" if module.batch_first else "(seq_len, batch, input_size)"
+    layout = ("(batch, seq_len, input_size)" if module.batch_first
+              else "(seq_len, batch, input_size)")
     if X.dim() not in (2, 3):
         raise ValueError(f"{name}: expected input of shape {layout} or, unbatched, "
                          f"(seq_len, input_size); got {X.dim()}-D input of shape {tuple(X.shape)}")
@@ -117,10 +118,11 @@ class NaiveLSTM(nn.Module):
 # Defined in book/04_pytorch_lstm.md, "The fused cell: four gates from one matrix product"
 def fused_step(XW_t, H, C, W_hh):
     """One LSTM step from the precomputed input projection XW_t: (batch, 4 * hidden)."""
-    gates = torch.addmm(XW_t, H, W_hh.t())  # (batch, 4 * hidden): one matrix product
-    i, f, g, o = gates.chunk(4, dim=1)      # nn.LSTM's order: i, f, g, o
-    C = torch.sigmoid(f) * C + torch.sigmoid(i) * torch.tanh(g)
-    H = torch.sigmoid(o) * torch.tanh(C)
+    A = torch.addmm(XW_t, H, W_hh.t())   # (batch, 4 * hidden): one matrix product
+    A_i, A_f, A_g, A_o = A.chunk(4, dim=1)  # nn.LSTM's order i, f, g, o: (batch, hidden) each
+    I, F, G, O = torch.sigmoid(A_i), torch.sigmoid(A_f), torch.tanh(A_g), torch.sigmoid(A_o)
+    C = F * C + I * G
+    H = O * torch.tanh(C)
     return H, C
 
 
@@ -138,6 +140,24 @@ def fused_layer(X, H, C, W_ih, W_hh, b_ih, b_hh):
 
 
 # Defined in book/04_pytorch_lstm.md, "The fused cell: four gates from one matrix product"
+def lstm_parameter_shapes(input_size, hidden_size, num_layers):
+    """Yield (name, shape) of each of nn.LSTM's parameters, in nn.LSTM's order."""
+    for layer in range(num_layers):
+        n_in = input_size if layer == 0 else hidden_size
+        for name, shape in (("weight_ih", (4 * hidden_size, n_in)),
+                            ("weight_hh", (4 * hidden_size, hidden_size)),
+                            ("bias_ih", (4 * hidden_size,)), ("bias_hh", (4 * hidden_size,))):
+            yield f"{name}_l{layer}", shape
+
+
+# Defined in book/04_pytorch_lstm.md, "The fused cell: four gates from one matrix product"
+def layer_parameters(lstm, layer):
+    """(W_ih, W_hh, b_ih, b_hh) of one layer of an nn.LSTM or a FusedLSTM (same names)."""
+    return tuple(getattr(lstm, f"{name}_l{layer}")
+                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+# Defined in book/04_pytorch_lstm.md, "The fused cell: four gates from one matrix product"
 class FusedLSTM(nn.Module):
     """nn.LSTM's interface and parameter layout; one matrix product per step for the 4 gates."""
     layer_fn = staticmethod(fused_layer)  # the recurrence of one layer (subclasses swap it)
@@ -146,12 +166,8 @@ class FusedLSTM(nn.Module):
         super().__init__()
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.batch_first, self.dropout = batch_first, dropout
-        for layer in range(num_layers):
-            n_in = input_size if layer == 0 else hidden_size
-            for name, shape in (("weight_ih", (4 * hidden_size, n_in)),
-                                ("weight_hh", (4 * hidden_size, hidden_size)),
-                                ("bias_ih", (4 * hidden_size,)), ("bias_hh", (4 * hidden_size,))):
-                self.register_parameter(f"{name}_l{layer}", nn.Parameter(torch.empty(shape)))
+        for name, shape in lstm_parameter_shapes(input_size, hidden_size, num_layers):
+            self.register_parameter(name, nn.Parameter(torch.empty(shape)))
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -159,18 +175,13 @@ class FusedLSTM(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
-    def layer_parameters(self, layer):
-        """(W_ih, W_hh, b_ih, b_hh) of one layer."""
-        return tuple(getattr(self, f"{name}_l{layer}")
-                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-
     def forward(self, X, state=None):
         X, (H0, C0), unbatched = lstm_input(self, X, state)
         H_n, C_n = [], []
         for layer in range(self.num_layers):
             if layer > 0:
                 X = nn.functional.dropout(X, self.dropout, self.training)
-            X, H, C = self.layer_fn(X, H0[layer], C0[layer], *self.layer_parameters(layer))
+            X, H, C = self.layer_fn(X, H0[layer], C0[layer], *layer_parameters(self, layer))
             H_n.append(H)
             C_n.append(C)
         return lstm_output(self, X, torch.stack(H_n), torch.stack(C_n), unbatched)
@@ -288,7 +299,7 @@ def init_forget_bias(lstm, value=1.0):
     return lstm
 
 
-# Defined in book/04_pytorch_lstm.md, "Speed: why `nn.LSTM` wins, and how close a scratch LSTM gets"
+# Defined in book/04_pytorch_lstm.md, "TorchScript"
 @functools.cache
 def scripted_recurrence():
     """fused_layer's time loop compiled by TorchScript (scripted on first use)."""
@@ -296,10 +307,12 @@ def scripted_recurrence():
         W_t = W_hh.t()
         outputs = []
         for XW_t in XW.unbind(0):
-            gates = torch.addmm(XW_t, H, W_t)
-            i, f, g, o = gates.chunk(4, 1)
-            C = torch.sigmoid(f) * C + torch.sigmoid(i) * torch.tanh(g)
-            H = torch.sigmoid(o) * torch.tanh(C)
+            A = torch.addmm(XW_t, H, W_t)  # (batch, 4 * hidden)
+            A_i, A_f, A_g, A_o = A.chunk(4, 1)  # (batch, hidden) each
+            I, F, G, O = (torch.sigmoid(A_i), torch.sigmoid(A_f), torch.tanh(A_g),
+                          torch.sigmoid(A_o))
+            C = F * C + I * G
+            H = O * torch.tanh(C)
             outputs.append(H)
         return torch.stack(outputs), H, C
 
@@ -308,20 +321,20 @@ def scripted_recurrence():
         return torch.jit.script(recurrence)
 
 
-# Defined in book/04_pytorch_lstm.md, "Speed: why `nn.LSTM` wins, and how close a scratch LSTM gets"
+# Defined in book/04_pytorch_lstm.md, "TorchScript"
 def scripted_layer(X, H, C, W_ih, W_hh, b_ih, b_hh):
     T, B = X.shape[:2]
     XW = torch.addmm(b_ih + b_hh, X.reshape(T * B, -1), W_ih.t()).view(T, B, -1)
     return scripted_recurrence()(XW, H, C, W_hh)
 
 
-# Defined in book/04_pytorch_lstm.md, "Speed: why `nn.LSTM` wins, and how close a scratch LSTM gets"
+# Defined in book/04_pytorch_lstm.md, "TorchScript"
 class ScriptedLSTM(FusedLSTM):
     """FusedLSTM whose time loop runs in TorchScript."""
     layer_fn = staticmethod(scripted_layer)
 
 
-# Defined in book/04_pytorch_lstm.md, "Speed: why `nn.LSTM` wins, and how close a scratch LSTM gets"
+# Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
 def onednn_linear():
     """oneDNN's matrix product as PyTorch exposes it internally, or None where unavailable."""
     try:
@@ -332,7 +345,7 @@ def onednn_linear():
     return op if torch.backends.mkldnn.is_available() else None
 
 
-# Defined in book/04_pytorch_lstm.md, "Speed: why `nn.LSTM` wins, and how close a scratch LSTM gets"
+# Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
 class Product:
     """x @ W.T (+ add, + bias) for one fixed W: oneDNN for float32 CPU tensors, else torch.
 
@@ -356,60 +369,85 @@ class Product:
         return self.op.binary(x, add, self.W, bias, "add")
 
 
-# Defined in book/04_pytorch_lstm.md, "Speed: why `nn.LSTM` wins, and how close a scratch LSTM gets"
+# Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
+def lstm_forward(X, H0, C0, W_ih, W_hh, b_ih, b_hh, onednn=True):
+    """One layer's forward pass; returns A (the gates I, F, G, O of every step), Hs, Cs, tanh_C."""
+    T, B = X.shape[:2]
+    h = W_hh.shape[1]
+    scale = X.new_ones(4 * h, 1)
+    scale[2 * h:3 * h] = 2.0  # candidate rows doubled: tanh(z) = 2 sigmoid(2z) - 1
+    XW = Product(W_ih * scale, onednn)(X.reshape(T * B, -1), bias=(b_ih + b_hh) * scale[:, 0])
+    XW = XW.view(T, B, 4 * h)        # input projections of all steps, one product
+    recurrent = Product(W_hh * scale, onednn, rows=B)
+    A = torch.empty_like(XW)         # (T, batch, 4 * hidden): activations I, F, G, O of every step
+    Hs, Cs = X.new_empty(T + 1, B, h), X.new_empty(T + 1, B, h)  # H_{t-1}, C_{t-1}
+    tanh_C = X.new_empty(T, B, h)
+    Hs[0], Cs[0] = H0, C0
+    # Views of every step, made once: indexing inside the loop costs as much as arithmetic.
+    I, F, G, O = (gate.unbind(0) for gate in A.view(T, B, 4, h).unbind(2))  # T x (batch, hidden)
+    A_, XW_, tC_ = A.unbind(0), XW.unbind(0), tanh_C.unbind(0)
+    H_, C_ = Hs.unbind(0), Cs.unbind(0)
+    for t in range(T):
+        torch.sigmoid(recurrent(H_[t], add=XW_[t]), out=A_[t])
+        G[t].mul_(2).sub_(1)         # sigmoid(2z) -> tanh(z)
+        torch.mul(F[t], C_[t], out=C_[t + 1]).addcmul_(I[t], G[t])
+        torch.mul(C_[t + 1], 2, out=tC_[t]).sigmoid_().mul_(2).sub_(1)
+        torch.mul(O[t], tC_[t], out=H_[t + 1])
+    return A, Hs, Cs, tanh_C
+
+
+# Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
+def gate_factors(A, Cs, tanh_C):
+    """The factors of dC (Q) and of dH (R, K) in the gate gradients, for all steps at once."""
+    T, B, h = tanh_C.shape
+    I, F, G, O = A.chunk(4, 2)       # (T, batch, hidden) each
+    # Q = [G I(1-I), C_{t-1} F(1-F), I(1-G^2)], R = tanh(C) O(1-O), K = O(1-tanh^2(C)).
+    Q = A.new_empty(T, B, 3, h)
+    torch.mul(G, torch.addcmul(I, I, I, value=-1), out=Q[:, :, 0])
+    torch.mul(Cs[:-1], torch.addcmul(F, F, F, value=-1), out=Q[:, :, 1])
+    torch.addcmul(I, I * G, G, value=-1, out=Q[:, :, 2])
+    R = tanh_C * torch.addcmul(O, O, O, value=-1)
+    K = torch.addcmul(O, O * tanh_C, tanh_C, value=-1)
+    return Q, R, K
+
+
+# Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
+def lstm_backward(dY, dH_n, dC_n, W_hh, A, Cs, tanh_C, onednn=True):
+    """BPTT through one layer: returns delta, the gradient at the gate pre-activations of every
+    step (T, batch, 4 * hidden), and the gradients at H0 and C0."""
+    T, B, h = tanh_C.shape
+    Q, R, K = gate_factors(A, Cs, tanh_C)
+    F = A.chunk(4, 2)[1]             # the forget gate: (T, batch, hidden)
+    recurrent = Product(W_hh.t().contiguous(), onednn, rows=B)
+    delta = torch.empty_like(A)      # gradient at the gate pre-activations
+    D_ifg = delta.view(T, B, 4, h)[:, :, :3].unbind(0)
+    D_o, Q_, R_, K_, F_, dY_ = (x.unbind(0) for x in (delta[:, :, 3 * h:], Q, R, K, F, dY))
+    dH, dC = dY_[T - 1] + dH_n, dC_n.clone()
+    for t in range(T - 1, -1, -1):
+        dC.addcmul_(dH, K_[t])
+        torch.mul(dH, R_[t], out=D_o[t])
+        torch.mul(Q_[t], dC.unsqueeze(1), out=D_ifg[t])
+        dC.mul_(F_[t])
+        dH = recurrent(delta[t], add=dY_[t - 1]) if t > 0 else recurrent(delta[0])
+    return delta, dH, dC
+
+
+# Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
 class LSTMFunction(torch.autograd.Function):
     """One LSTM layer over a sequence with a hand-written backward pass (BPTT)."""
 
     @staticmethod
     def forward(ctx, X, H0, C0, W_ih, W_hh, b_ih, b_hh, onednn=True):
-        T, B = X.shape[:2]
-        h = W_hh.shape[1]
-        scale = X.new_ones(4 * h, 1)
-        scale[2 * h:3 * h] = 2.0  # candidate rows doubled: tanh(z) = 2 sigmoid(2z) - 1
-        XW = Product(W_ih * scale, onednn)(X.reshape(T * B, -1), bias=(b_ih + b_hh) * scale[:, 0])
-        XW = XW.view(T, B, 4 * h)        # input projections of all steps, one product
-        recurrent = Product(W_hh * scale, onednn, rows=B)
-        A = torch.empty_like(XW)         # activations i, f, g, o of every step
-        Hs, Cs = X.new_empty(T + 1, B, h), X.new_empty(T + 1, B, h)  # H_{t-1}, C_{t-1}
-        tanh_C = X.new_empty(T, B, h)
-        Hs[0], Cs[0] = H0, C0
-        # Views of every step, made once: indexing inside the loop costs as much as arithmetic.
-        I, F, G, O = (gate.unbind(0) for gate in A.view(T, B, 4, h).unbind(2))
-        A_, XW_, H_, C_, tC_ = A.unbind(0), XW.unbind(0), Hs.unbind(0), Cs.unbind(0), tanh_C.unbind(0)
-        for t in range(T):
-            torch.sigmoid(recurrent(H_[t], add=XW_[t]), out=A_[t])
-            G[t].mul_(2).sub_(1)         # sigmoid(2z) -> tanh(z)
-            torch.mul(F[t], C_[t], out=C_[t + 1]).addcmul_(I[t], G[t])
-            torch.mul(C_[t + 1], 2, out=tC_[t]).sigmoid_().mul_(2).sub_(1)
-            torch.mul(O[t], tC_[t], out=H_[t + 1])
+        A, Hs, Cs, tanh_C = lstm_forward(X, H0, C0, W_ih, W_hh, b_ih, b_hh, onednn)
         ctx.onednn = onednn
         ctx.save_for_backward(X, W_ih, W_hh, A, Hs, Cs, tanh_C)
-        return Hs[1:], Hs[T].clone(), Cs[T].clone()
+        return Hs[1:], Hs[-1].clone(), Cs[-1].clone()
 
     @staticmethod
     def backward(ctx, dY, dH_n, dC_n):
         X, W_ih, W_hh, A, Hs, Cs, tanh_C = ctx.saved_tensors
         T, B, h = tanh_C.shape
-        i, f, g, o = A.chunk(4, 2)
-        # Factors of dC (for i, f, g) and of dH (for o, and for dC), for all steps at once:
-        # Q = [g i(1-i), C_{t-1} f(1-f), i(1-g^2)], R = tanh(C) o(1-o), K = o(1-tanh^2(C)).
-        Q = X.new_empty(T, B, 3, h)
-        torch.mul(g, torch.addcmul(i, i, i, value=-1), out=Q[:, :, 0])
-        torch.mul(Cs[:-1], torch.addcmul(f, f, f, value=-1), out=Q[:, :, 1])
-        torch.addcmul(i, i * g, g, value=-1, out=Q[:, :, 2])
-        R = tanh_C * torch.addcmul(o, o, o, value=-1)
-        K = torch.addcmul(o, o * tanh_C, tanh_C, value=-1)
-        recurrent = Product(W_hh.t().contiguous(), ctx.onednn, rows=B)
-        delta = torch.empty_like(A)      # gradient at the gate pre-activations
-        D_ifg = delta.view(T, B, 4, h)[:, :, :3].unbind(0)
-        D_o, Q_, R_, K_, F_, dY_ = (x.unbind(0) for x in (delta[:, :, 3 * h:], Q, R, K, f, dY))
-        dH, dC = dY_[T - 1] + dH_n, dC_n.clone()
-        for t in range(T - 1, -1, -1):
-            dC.addcmul_(dH, K_[t])
-            torch.mul(dH, R_[t], out=D_o[t])
-            torch.mul(Q_[t], dC.unsqueeze(1), out=D_ifg[t])
-            dC.mul_(F_[t])
-            dH = recurrent(delta[t], add=dY_[t - 1]) if t > 0 else recurrent(delta[0])
+        delta, dH, dC = lstm_backward(dY, dH_n, dC_n, W_hh, A, Cs, tanh_C, ctx.onednn)
         delta = delta.view(T * B, 4 * h)
         need = ctx.needs_input_grad
         dX = Product(W_ih.t(), ctx.onednn)(delta).view(X.shape) if need[0] else None
@@ -420,17 +458,17 @@ class LSTMFunction(torch.autograd.Function):
         return dX, dH, dC, dW_ih, dW_hh, db, db, None
 
 
-# Defined in book/04_pytorch_lstm.md, "Speed: why `nn.LSTM` wins, and how close a scratch LSTM gets"
+# Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
 def fast_layer(X, H, C, W_ih, W_hh, b_ih, b_hh):
     return LSTMFunction.apply(X.contiguous(), H, C, W_ih, W_hh, b_ih, b_hh, True)
 
 
-# Defined in book/04_pytorch_lstm.md, "Speed: why `nn.LSTM` wins, and how close a scratch LSTM gets"
+# Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
 def fast_layer_torch_gemm(X, H, C, W_ih, W_hh, b_ih, b_hh):
     return LSTMFunction.apply(X.contiguous(), H, C, W_ih, W_hh, b_ih, b_hh, False)
 
 
-# Defined in book/04_pytorch_lstm.md, "Speed: why `nn.LSTM` wins, and how close a scratch LSTM gets"
+# Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
 class FastLSTM(FusedLSTM):
     """FusedLSTM with the hand-written backward pass of LSTMFunction (oneDNN products on CPU)."""
     layer_fn = staticmethod(fast_layer)
