@@ -12,6 +12,7 @@ contenders (``compare``) and writes the whole report.
 import argparse
 import functools
 import json
+import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -149,28 +150,39 @@ def devices() -> list[str]:
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def run(names=None, seconds: float = 2.0, device_list=None) -> list[dict]:
-    names = names or list(ROWS)
+def run(names=None, seconds: float = 2.0, device_list=None, rounds: int = 5) -> list[dict]:
+    """Every row on every device, interleaved: ``rounds`` rounds in which each row runs for
+    ``seconds / rounds``, in an order that rotates from round to round. Each round's ratio to
+    nn.LSTM compares two measurements made moments apart, so a machine that gets busier or
+    quieter during the run moves both; the median of the rounds is the row's figure, and the
+    lowest and highest round show how far a single measurement could be trusted."""
+    names = [BASELINE] + [n for n in (names or ROWS) if n != BASELINE]
     results = []
     for device in device_list or devices():
-        base = None
-        for name in [BASELINE] + [n for n in names if n != BASELINE]:
-            step = ROWS[name](device)
-            if step is None:
-                continue
-            tps = throughput(step, device, seconds)
-            base = tps if name == BASELINE else base
-            results.append({"name": name, "device": device, "tokens_per_s": tps,
-                            "ratio_to_nn_lstm": tps / base})
+        steps = {name: ROWS[name](device) for name in names}
+        steps = {name: step for name, step in steps.items() if step is not None}
+        samples = {name: [] for name in steps}
+        for k in range(rounds):
+            order = list(steps)[k % len(steps):] + list(steps)[:k % len(steps)]
+            for name in order:
+                samples[name].append(throughput(steps[name], device, seconds / rounds,
+                                                warmup=3 if k == 0 else 1))
+        for name, tps in samples.items():
+            ratios = [t / b for t, b in zip(tps, samples[BASELINE])]
+            results.append({"name": name, "device": device, "rounds": rounds,
+                            "tokens_per_s": statistics.median(tps),
+                            "ratio_to_nn_lstm": statistics.median(ratios),
+                            "ratio_low": min(ratios), "ratio_high": max(ratios)})
     return results
 
 
 def table(results: list[dict]) -> str:
     width = max([len("implementation")] + [len(r["name"]) for r in results])
-    lines = [f"{'implementation':<{width}} {'device':<6} {'tokens/s':>12} {'x nn.LSTM':>10}"]
+    lines = [f"{'implementation':<{width}} {'device':<6} {'tokens/s':>12} "
+             f"{'x nn.LSTM (lowest-highest round)':>33}"]
     for r in results:
         lines.append(f"{r['name']:<{width}} {r['device']:<6} {r['tokens_per_s']:>12,.0f} "
-                     f"{r['ratio_to_nn_lstm']:>10.2f}")
+                     f"{compare.ratio_text(r):>33}")
     return "\n".join(lines)
 
 
@@ -179,7 +191,10 @@ def main(argv=None) -> None:
         description="Benchmark the course's LSTMs: forward+backward tokens/s of every "
                     "implementation, then lesson 6's comparison (each trained on the common task "
                     "for the same budget). Writes one JSON report.")
-    parser.add_argument("--seconds", type=float, default=3.0, help="timing per row and device")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="timing per row and device, over all rounds (default 3)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved rounds; the table gives their median (default 5)")
     parser.add_argument("--device", action="append", choices=["cpu", "cuda"],
                         help="device to measure (default: cpu, and cuda when available)")
     parser.add_argument("--train-seconds", type=float, default=60.0,
@@ -190,9 +205,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=compare.RESULTS)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    results = run(seconds=args.seconds, device_list=args.device)
+    results = run(seconds=args.seconds, device_list=args.device, rounds=args.rounds)
     print(f"Forward+backward, batch {SHAPE.batch} x {SHAPE.steps} steps, input {SHAPE.inputs}, "
-          f"hidden {SHAPE.hiddens}, float32\n")
+          f"hidden {SHAPE.hiddens}, float32; median of {args.rounds} interleaved rounds\n")
     print(table(results))
     runs = []
     if args.train_seconds > 0:

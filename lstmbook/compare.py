@@ -134,15 +134,16 @@ def numpy_model(vocab_size, hp):
 
 
 def _engine_code():
-    return [autograd_lstm.LSTMCell, autograd_lstm.CharLSTM]
+    return [autograd_lstm.LSTMCell, autograd_lstm.CharLSTM, autograd_lstm.CharLSTM.__call__]
 
 
 def engine_code():
     """The engine itself (lesson 3, part A): what the engine contender stands on."""
     m = autograd_lstm
     return [m.Tensor, m.as_tensor, m.broadcast_shape, m.unbroadcast, m.topological_order,
-            m.initial_adjoint, m.release, m.backward, m.add, m.no_grad, m.mul, m.matmul,
-            m.sigmoid, m.tanh, m.tensor_sum, m.getitem, m.reshape, m.stack, m.embedding,
+            m.initial_adjoint, m.check_not_freed, m.release, m.backward, m.check_matmul_shapes,
+            m.add, m.no_grad, m.mul, m.matmul, m.sigmoid, m.tanh, m.tensor_sum, m.getitem,
+            m.reshape, m.stack, m.embedding,
             m.cross_entropy]
 
 
@@ -243,7 +244,8 @@ contender("torch.nn.LSTM", 4, "torch.nn.LSTM", _lesson4("CharModel"),
 
 
 def _keras_code():
-    from .lessons.keras_word_lstm import build_word_lm  # imports TensorFlow: seconds
+    import_tensorflow()  # quietly, before the lesson module imports Keras (seconds)
+    from .lessons.keras_word_lstm import build_word_lm
     return [build_word_lm]
 
 
@@ -361,8 +363,18 @@ def rows(results: dict, device: str = "cpu") -> list[dict]:
         measured = speed.get(run["bench_row"])
         row["tokens_per_s"] = measured["tokens_per_s"] if measured else None
         row["ratio"] = measured["ratio_to_nn_lstm"] if measured else None
+        row["ratio_text"] = ratio_text(measured) if measured else "–"
         out.append(row)
     return out
+
+
+def ratio_text(throughput_row: dict) -> str:
+    """'0.48 (0.45-0.51)': a throughput row's median ratio to nn.LSTM and its lowest and highest
+    round (``make bench`` interleaves the rows over several rounds)."""
+    ratio = f"{throughput_row['ratio_to_nn_lstm']:.2f}"
+    if "ratio_low" not in throughput_row:  # a report from before the rows were interleaved
+        return ratio
+    return f"{ratio} ({throughput_row['ratio_low']:.2f}-{throughput_row['ratio_high']:.2f})"
 
 
 def table(results: dict, fmt: str = "github") -> str:
@@ -378,12 +390,11 @@ def table(results: dict, fmt: str = "github") -> str:
         line = [f"{r['name']} ({r['lesson']})", f"{r['val_loss']:.3f}",
                 f"{r['train_chars_per_s']:,}",
                 "–" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}",
-                "–" if r["ratio"] is None else f"{r['ratio']:.2f}",
+                r["ratio_text"],
                 f"{r['params']:,}", r["lines"]]
         if gpu:
             g = gpu.get(r["bench_row"])
-            line += ["–", "–"] if g is None else [f"{g['tokens_per_s']:,.0f}",
-                                                 f"{g['ratio_to_nn_lstm']:.2f}"]
+            line += ["–", "–"] if g is None else [f"{g['tokens_per_s']:,.0f}", ratio_text(g)]
         body.append(line)
     return tabulate(body, headers, tablefmt=fmt, disable_numparse=True,
                     colalign=["left"] + ["right"] * (len(headers) - 1))

@@ -42,7 +42,8 @@ def as_tensor(x, like=None):
     """Wrap a constant so operations can mix it with tensors (numbers take `like`'s dtype)."""
     if isinstance(x, Tensor):
         return x
-    return Tensor(np.asarray(x, dtype=like.dtype if like is not None and np.ndim(x) == 0 else None))
+    dtype = like.dtype if like is not None and np.ndim(x) == 0 else None
+    return Tensor(np.asarray(x, dtype=dtype))
 
 
 # Defined in book/03_autograd_lstm.md, "The `Tensor`"
@@ -110,6 +111,16 @@ def initial_adjoint(tensor, grad):
 
 
 # Defined in book/03_autograd_lstm.md, "The backward sweep"
+def check_not_freed(order):
+    """Refuse a backward() through nodes that an earlier backward() has used and freed."""
+    if any(node.freed for node in order):
+        raise RuntimeError(
+            "backward() reached a graph that an earlier backward() already used and freed. "
+            "Run the forward pass again before each backward(). In truncated BPTT, carry the "
+            "state into the next chunk with .detach() so the new graph starts there.")
+
+
+# Defined in book/03_autograd_lstm.md, "The backward sweep"
 def release(order):
     """Let go of a used graph: the parents and the closures, with the arrays they saved."""
     for node in order:
@@ -121,11 +132,7 @@ def release(order):
 def backward(self, grad=None, retain_graph=False):
     """Accumulate d(self)/d(leaf) into leaf.grad for every leaf that requires a gradient."""
     order = topological_order(self)
-    if any(node.freed for node in order):
-        raise RuntimeError(
-            "backward() reached a graph that an earlier backward() already used and freed. "
-            "Run the forward pass again before each backward(). In truncated BPTT, carry the "
-            "state into the next chunk with .detach() so the new graph starts there.")
+    check_not_freed(order)
     adjoints = {id(self): initial_adjoint(self, grad)}
     for node in reversed(order):
         g = adjoints.pop(id(node), None)
@@ -200,6 +207,14 @@ def gradcheck(fn, *arrays, eps=1e-6, seed=0):
 
 
 # Defined in book/03_autograd_lstm.md, "The first operation, and a gradient check"
+def check_matmul_shapes(a, b):
+    """Refuse a @ b unless the tensors are (n, k) and (k, m); the error names both shapes."""
+    if a.data.ndim != 2 or b.data.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match: "
+                         "need 2-D tensors (n, k) @ (k, m)")
+
+
+# Defined in book/03_autograd_lstm.md, "The first operation, and a gradient check"
 def mul(a, b):
     """Elementwise a * b, with broadcasting."""
     a = as_tensor(a)
@@ -215,9 +230,7 @@ def mul(a, b):
 def matmul(a, b):
     """Matrix product of 2-D tensors: (n, k) @ (k, m) -> (n, m)."""
     a, b = as_tensor(a), as_tensor(b)
-    if a.data.ndim != 2 or b.data.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match: "
-                         "need 2-D tensors (n, k) @ (k, m)")
+    check_matmul_shapes(a, b)
 
     def backward(g):  # g: dL/d(a @ b), shape (n, m)
         return g @ b.data.T, a.data.T @ g
@@ -323,7 +336,8 @@ class LSTMCell:
         b = np.zeros(4 * n)
         b[n:2 * n] = 1.0  # forget-gate bias: remember by default
         self.num_hiddens = n
-        self.W_x = Tensor(rng.uniform(-s, s, (num_inputs, 4 * n)).astype(dtype), requires_grad=True)
+        self.W_x = Tensor(rng.uniform(-s, s, (num_inputs, 4 * n)).astype(dtype),
+                          requires_grad=True)
         self.W_h = Tensor(rng.uniform(-s, s, (n, 4 * n)).astype(dtype), requires_grad=True)
         self.b = Tensor(b.astype(dtype), requires_grad=True)
 
@@ -364,16 +378,22 @@ class CharLSTM:
         zeros = np.zeros((batch_size, self.cell.num_hiddens), self.dtype)
         return Tensor(zeros), Tensor(zeros)
 
-    def __call__(self, X, state=None):
-        """X: int ids (B, T) -> logits Tensor (B, T, V) and the final state (H, C)."""
-        B, T = X.shape
-        state = state or self.begin_state(B)
-        hiddens = []
-        for t in range(T):
-            state = self.cell(embedding(self.E, X[:, t]), state)  # (B, n) each
-            hiddens.append(state[0])
-        H_all = stack(hiddens, axis=1).reshape(B * T, -1)  # (B*T, n)
-        return (H_all @ self.W_hq + self.b_q).reshape(B, T, -1), state
+
+# Defined in book/03_autograd_lstm.md, "A3 · A character model, checked against PyTorch"
+def _forward(self, X, state=None):
+    """X: int ids (B, T) -> logits Tensor (B, T, V) and the final state (H, C)."""
+    B, T = X.shape
+    state = state or self.begin_state(B)
+    hiddens = []
+    for t in range(T):
+        state = self.cell(embedding(self.E, X[:, t]), state)  # (B, n) each
+        hiddens.append(state[0])
+    H_all = stack(hiddens, axis=1).reshape(B * T, -1)  # (B*T, n)
+    return (H_all @ self.W_hq + self.b_q).reshape(B, T, -1), state
+
+
+# Defined in book/03_autograd_lstm.md, "A3 · A character model, checked against PyTorch"
+CharLSTM.__call__ = _forward
 
 
 # Defined in book/03_autograd_lstm.md, "A3 · A character model, checked against PyTorch"
@@ -419,7 +439,7 @@ def torch_char_lstm(params, X, Y, state=None):
             (h[0].detach().numpy(), c[0].detach().numpy()))
 
 
-# Defined in book/03_autograd_lstm.md, "A4 · Truncated backpropagation through time, and why detach"
+# Defined in book/03_autograd_lstm.md, "A4 · Truncated backpropagation through time and why detach"
 def tbptt_step(model, X, Y, state):
     """One chunk of truncated BPTT: forward from `state`, backward; returns (loss, new state)."""
     logits, (H, C) = model(X, state)

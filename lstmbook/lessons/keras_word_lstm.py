@@ -40,6 +40,16 @@ def detokenize(tokens):
 
 
 # Defined in book/05_keras_word_lstm.md, "A vocabulary with a minimum frequency"
+def frequent_tokens(tokens, min_freq):
+    """The tokens seen at least ``min_freq`` times, most frequent first, ties alphabetically."""
+    if min_freq < 1:
+        raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+    counts = Counter(tokens)
+    return sorted((t for t, n in counts.items() if n >= min_freq),
+                  key=lambda t: (-counts[t], t))
+
+
+# Defined in book/05_keras_word_lstm.md, "A vocabulary with a minimum frequency"
 class WordVocab:
     """Tokens seen at least ``min_freq`` times, most frequent first, after ``<unk>`` (id 0).
 
@@ -49,11 +59,7 @@ class WordVocab:
     unk_id = 0
 
     def __init__(self, tokens, min_freq=3):
-        if min_freq < 1:
-            raise ValueError(f"min_freq must be >= 1, got {min_freq}")
-        counts = Counter(tokens)
-        kept = sorted((t for t, n in counts.items() if n >= min_freq), key=lambda t: (-counts[t], t))
-        self.itos = [self.UNK] + kept
+        self.itos = [self.UNK] + frequent_tokens(tokens, min_freq)
         self.stoi = {token: i for i, token in enumerate(self.itos)}
         self.min_freq = min_freq
 
@@ -87,7 +93,8 @@ def window_dataset(ids, seq_len, batch_size, shuffle=False, seed=0, max_windows=
 
 # Defined in book/05_keras_word_lstm.md, "The model: Embedding → LSTM → Dense"
 def build_word_lm(vocab_size, embed_dim=128, num_hiddens=256, dropout=0.1):
-    """The training model: token ids (batch, steps) -> next-token logits (batch, steps, vocab_size)."""
+    """The training model: token ids (batch, steps) -> next-token logits
+    (batch, steps, vocab_size)."""
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab_size, embed_dim, name="embedding")(tokens)
     x = keras.layers.Dropout(dropout, name="dropout_in")(x)
@@ -99,22 +106,30 @@ def build_word_lm(vocab_size, embed_dim=128, num_hiddens=256, dropout=0.1):
 
 
 # Defined in book/05_keras_word_lstm.md, "Training, with the callbacks you would use"
+def batch_loss(batch, mean, previous_mean):
+    """The loss of batch ``batch`` (counted from 0) of an epoch, from the mean loss since the
+    epoch began after it (``mean``) and before it (``previous_mean``, unused for batch 0)."""
+    return mean if batch == 0 else (batch + 1) * mean - batch * previous_mean
+
+
+# Defined in book/05_keras_word_lstm.md, "Training, with the callbacks you would use"
 class TrainingLog(keras.callbacks.Callback):
-    """One line per epoch, which reads the same in JupyterLab and in a static page; and a loss plot."""
+    """Progress that reads the same in JupyterLab and in a static page: one line per epoch, and
+    a loss plot."""
 
     def __init__(self, plot=None, smoothing=0.95):
         super().__init__()
         self.plot, self.smoothing = plot, smoothing
 
     def on_train_begin(self, logs=None):
-        self.clock, self.step, self.ema = training.Clock(), 0, None
+        self.clock, self.step, self.ema, self.previous_mean = training.Clock(), 0, None, None
 
     def on_train_batch_end(self, batch, logs=None):
-        # Keras reports the mean loss since the epoch began; two consecutive means give the batch's.
         mean = float(logs["loss"])
-        loss = mean if batch == 0 else (batch + 1) * mean - batch * self.previous_mean
+        loss = batch_loss(batch, mean, self.previous_mean)
         self.previous_mean, self.step = mean, self.step + 1
-        self.ema = loss if self.ema is None else self.smoothing * self.ema + (1 - self.smoothing) * loss
+        self.ema = loss if self.ema is None else (self.smoothing * self.ema
+                                                  + (1 - self.smoothing) * loss)
         if self.plot is not None and self.step % 5 == 0:
             self.plot.add("train (smoothed)", self.step, self.ema)
 
@@ -155,8 +170,22 @@ def save_vocab(vocab, directory):
 
 
 # Defined in book/05_keras_word_lstm.md, "Training, with the callbacks you would use"
+def check_saved_vocab(path, vocab):
+    """Refuse ``vocab`` if the vocab.json saved beside the model at ``path`` lists other tokens."""
+    saved = Path(path).parent / "vocab.json"
+    if saved.is_file():
+        itos = json.loads(saved.read_text())["itos"]
+        if itos != vocab.itos:
+            i = next(i for i, (a, b) in enumerate(zip(itos, vocab.itos)) if a != b)
+            raise ValueError(
+                f"vocabulary mismatch: same size ({len(vocab)}), but id {i} is {itos[i]!r} "
+                f"for the model in {path} and {vocab.itos[i]!r} in this vocabulary. Build the "
+                f"vocabulary from the same training text, or load {saved}.")
+
+
+# Defined in book/05_keras_word_lstm.md, "Training, with the callbacks you would use"
 def load_word_model(path, vocab):
-    """Load a saved word model, refusing a vocabulary that differs from the one it was trained with."""
+    """Load a saved word model, refusing a vocabulary other than the one it was trained with."""
     model = keras.models.load_model(path)
     sizes = (model.get_layer("embedding").input_dim, model.get_layer("logits").units)
     if sizes != (len(vocab), len(vocab)):
@@ -165,15 +194,7 @@ def load_word_model(path, vocab):
             f"vocabulary has {len(vocab)} (min_freq={vocab.min_freq}), so every id would name a "
             "different token. Rebuild the vocabulary from the same training text with the "
             "min_freq used for training, or load the vocab.json saved with the model.")
-    saved = Path(path).parent / "vocab.json"
-    if saved.is_file():
-        itos = json.loads(saved.read_text())["itos"]
-        if itos != vocab.itos:
-            i = next(i for i, (a, b) in enumerate(zip(itos, vocab.itos)) if a != b)
-            raise ValueError(
-                f"vocabulary mismatch: same size ({len(vocab)}), but id {i} is {itos[i]!r} for the "
-                f"model in {path} and {vocab.itos[i]!r} in this vocabulary. Build the vocabulary "
-                f"from the same training text, or load {saved}.")
+    check_saved_vocab(path, vocab)
     return model
 
 
@@ -258,7 +279,8 @@ def generate_text(step_fn, vocab, prompt, length, temperature=1.0, top_k=None, r
 
 # Defined in book/05_keras_word_lstm.md, "Keras' LSTM is the LSTM of lessons 1–4"
 def torch_lstm_to_keras(lstm):
-    """One-layer torch.nn.LSTM -> [kernel (d, 4h), recurrent_kernel (h, 4h), bias (4h,)] for Keras."""
+    """One-layer torch.nn.LSTM -> [kernel (d, 4h), recurrent_kernel (h, 4h), bias (4h,)]
+    for Keras."""
     params = {name: p.detach().cpu().numpy() for name, p in lstm.named_parameters()}
     return [params["weight_ih_l0"].T,                       # (4h, d) row blocks -> (d, 4h) columns
             params["weight_hh_l0"].T,                       # (4h, h) -> (h, 4h)

@@ -24,7 +24,8 @@ def rnn_params(num_inputs, num_hiddens, generator=None):
 
 # Defined in book/01_rnn_theory.md, "Unrolling a recurrent network through time"
 def rnn_step(X, H_prev, W_xh, W_hh, b_h):
-    """One RNN step. X: (batch, num_inputs), H_prev: (batch, num_hiddens) -> (batch, num_hiddens)."""
+    """One RNN step. X: (batch, num_inputs), H_prev: (batch, num_hiddens)
+    -> (batch, num_hiddens)."""
     return torch.tanh(X @ W_xh + H_prev @ W_hh + b_h)
 
 
@@ -95,7 +96,7 @@ def cell_gradient_through_time(F):
     return torch.flip(torch.cumprod(torch.flip(F, [0]), dim=0), [0])
 
 
-# Defined in book/01_rnn_theory.md, "The concise version: `torch.nn.RNNCell` and `torch.nn.LSTMCell`"
+# Defined in book/01_rnn_theory.md, "The concise version: `torch.nn.RNNCell`, `torch.nn.LSTMCell`"
 def torch_rnn_cell(W_xh, W_hh, b_h):
     """A float64 torch.nn.RNNCell computing rnn_step with these weights."""
     cell = torch.nn.RNNCell(*W_xh.shape, nonlinearity="tanh", dtype=torch.float64)
@@ -107,7 +108,7 @@ def torch_rnn_cell(W_xh, W_hh, b_h):
     return cell
 
 
-# Defined in book/01_rnn_theory.md, "The concise version: `torch.nn.RNNCell` and `torch.nn.LSTMCell`"
+# Defined in book/01_rnn_theory.md, "The concise version: `torch.nn.RNNCell`, `torch.nn.LSTMCell`"
 def torch_lstm_cell(params):
     """A float64 torch.nn.LSTMCell computing lstm_cell with these parameters."""
     cell = torch.nn.LSTMCell(*params["W_xi"].shape, dtype=torch.float64)
