@@ -28,7 +28,7 @@ LAYERS = [
     {"lstmbook.checks"},
     {"lstmbook.bench", "lstmbook.sample"},
 ]
-OUTSIDE = ("tools", "lab", "sync", "hub_admin", "collect")  # never imported by the package
+OUTSIDE = ("tools", "lab", "sync", "deps", "book_cache", "hub_admin", "grade")  # not in lstmbook
 
 
 def layer(module: str) -> int:
