@@ -21,6 +21,7 @@ help:
 	@echo "make lab-update            add notebooks new in labs/ to my-work/ (edited ones are kept)"
 	@echo "make lab-reset NB=00_intro fresh copy of one notebook (yours goes to my-work/backups/)"
 	@echo "make hub    trial class JupyterHub on http://127.0.0.1:$(HUB_PORT) (see the instructor guide)"
+	@echo "make grade  grade the trial hub's students by re-running their notebooks (_build/grades)"
 	@echo "make bench  benchmark and train every implementation (lesson 6's table, results/bench.json)"
 	@echo "make train  train the best character model (make train ARGS=\"--minutes 10\"); checkpoint in _build/checkpoints/"
 
@@ -87,18 +88,31 @@ lab-reset: $(VENV)/.installed
 	$(PY) lab/lab.py reset "$(NB)"
 
 # A trial of the class hub on this machine only: accounts and student folders in _build/hub.
+# Sign-up is open in the trial (LSTM_HUB_SIGNUP=0 closes it, as a class hub is by default).
+# Students' servers keep running when the hub stops; the next `make hub` finds them again.
 HUB_PORT ?= 8090
 HUB_STATE := $(CURDIR)/_build/hub
-HUB_ENV := LSTM_HUB_TRIAL=1 LSTM_HUB_IP=127.0.0.1 LSTM_HUB_PORT=$(HUB_PORT) LSTM_HUB_STATE=$(HUB_STATE)
+LSTM_HUB_SIGNUP ?= 1
+HUB_ENV := LSTM_HUB_TRIAL=1 LSTM_HUB_IP=127.0.0.1 LSTM_HUB_PORT=$(HUB_PORT) LSTM_HUB_STATE=$(HUB_STATE) \
+           LSTM_HUB_SIGNUP=$(LSTM_HUB_SIGNUP)
 hub: $(VENV)/.installed hub-deps
 	@mkdir -p $(HUB_STATE)
 	@$(HUB_ENV) $(PY) lab/hub_admin.py --if-missing instructor
-	@echo "Trial hub: http://127.0.0.1:$(HUB_PORT)  (this machine only; Ctrl+C stops it)"
+	@echo "Trial hub: http://127.0.0.1:$(HUB_PORT)  (this machine only; Ctrl+C stops the hub, not the servers)"
 	@echo "  log in as 'instructor'; students sign up at /hub/signup; approve them at /hub/authorize"
 	cd $(HUB_STATE) && $(HUB_ENV) $(CURDIR)/$(BIN)/jupyterhub -f $(CURDIR)/lab/jupyterhub_config.py
 
+# An approved account: the instructor, a teaching assistant (also in LSTM_HUB_ADMINS), or a
+# student who cannot sign up. make hub-admin NAME=ta-maria
 hub-admin: $(VENV)/.installed
 	@$(HUB_ENV) $(PY) lab/hub_admin.py "$(or $(NAME),instructor)"
+
+# Grade the trial hub's students by re-running their notebooks with the course's checks
+# (lab/grade.py; as root it runs their code as nobody). make grade GRADE_ARGS="--lessons 0 1"
+.PHONY: grade
+GRADE_ARGS ?=
+grade: $(VENV)/.installed
+	$(PY) lab/grade.py $(HUB_STATE)/users --out $(CURDIR)/_build/grades $(GRADE_ARGS)
 
 # Throughput rows, then lesson 6's comparison runs (about 15 minutes on 2 cores); the report goes to
 # results/bench.json, which lesson 6 shows. make bench BENCH_ARGS="--help" lists the options.

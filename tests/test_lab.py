@@ -3,7 +3,9 @@
 The server is started exactly as ``make lab`` starts it (``lab.prepare`` + ``lab.plan``), but on a
 temporary root holding its own ``my-work/``, so the tests never touch a student's real copy.
 """
+import argparse
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -40,11 +42,12 @@ def server(tmp_path_factory):
     shutil.copy2(lab.ROOT / "book" / "00_intro.md", root / "book")  # a lesson's MyST source
     work = root / "my-work"
     _, workspaces = lab.prepare(root=root, work=work, guide=root / "book" / lab.GUIDE.name)
-    url, cmd = lab.plan(root=root, workspaces_dir=workspaces)
+    # As root (this test machine is a throwaway container) only with the explicit opt-in.
+    url, cmd, env = lab.plan(root=root, workspaces_dir=workspaces, allow_root=lab.is_root())
     token = url.split("token=")[1]
     base = url.split("/lab/")[0]
     log = open(root / "jupyterlab.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=lab.lab_env())
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -132,11 +135,39 @@ def test_listens_on_loopback_only(server):
 
 
 def test_each_start_gets_a_new_random_token_on_loopback():
-    (url1, cmd1), (url2, _) = lab.plan(), lab.plan()
+    (url1, cmd1, env1), (url2, _, _) = lab.plan(), lab.plan()
     token1, token2 = url1.split("token=")[1], url2.split("token=")[1]
     assert token1 != token2 and len(token1) >= 40
     assert url1.startswith("http://127.0.0.1:") and "/lab/workspaces/lstm-course?" in url1
-    assert f"--IdentityProvider.token={token1}" in cmd1 and "--ServerApp.ip=127.0.0.1" in cmd1
+    assert env1["JUPYTER_TOKEN"] == token1 and "--ServerApp.ip=127.0.0.1" in cmd1
+    assert not any(token1 in arg for arg in cmd1) and "--allow-root" not in cmd1
+
+
+def test_the_token_is_not_on_any_command_line(server):
+    """Every local user can read /proc/<pid>/cmdline (a shared SSH server has many)."""
+    family = [psutil.Process(server["proc"].pid)]
+    family += family[0].children(recursive=True)
+    for p in family:
+        cmdline = Path(f"/proc/{p.pid}/cmdline").read_bytes()
+        assert cmdline and server["token"].encode() not in cmdline, p.cmdline()
+    assert get(f"{server['base']}/api/status", token=server["token"])[0] == 200
+
+
+def test_make_lab_refuses_root_unless_told(monkeypatch, capsys):
+    monkeypatch.setattr(lab.os, "geteuid", lambda: 0)
+    monkeypatch.setenv("SUDO_USER", "maria")
+    monkeypatch.delenv("LSTM_LAB_ALLOW_ROOT", raising=False)
+    monkeypatch.setattr(lab, "prepare", lambda: pytest.fail("synced my-work/ as root"))
+    with pytest.raises(SystemExit) as stopped:
+        lab.main([])
+    assert stopped.value.code == 2
+    assert "sudo -u maria make lab" in capsys.readouterr().err
+    assert "--allow-root" not in lab.plan()[1]
+    assert "--allow-root" in lab.plan(allow_root=True)[1]
+    # A hub's single-user server as root: only in a trial that asked for it.
+    monkeypatch.delenv("LSTM_HUB_ALLOW_ROOT", raising=False)
+    with pytest.raises(lab.LabError, match="refusing to run a student's server as root"):
+        lab.hub_user(argparse.Namespace(labs=str(lab.LABS)), [])
 
 
 def test_workspace_shows_the_guide_and_the_first_practice_notebook(server):
@@ -235,10 +266,21 @@ def test_resync_keeps_an_edited_notebook_byte_for_byte_and_refreshes_untouched_o
     assert [p.name for p in report.added] == ["98_new.ipynb"]
     assert [p.name for p in report.updated] == ["99_spare.ipynb"]
     assert (work / "99_spare.ipynb").read_bytes() == (labs / "99_spare.ipynb").read_bytes()
-    assert any(f"make lab-reset NB={Path(first).stem}" in line for line in report.lines())
+    # The new version lands next to the edited copy, under a name that says what it is.
+    (mine, beside), = report.beside
+    assert mine.name == first and beside.name.startswith("00_intro-update-")
+    assert beside.read_bytes() == (labs / first).read_bytes()
+    assert any(beside.name in line and "your 00_intro.ipynb is unchanged" in line
+               for line in report.lines())
     # Syncing again changes nothing, and the edited copy still never counts as untouched.
     again = lab.sync_work(labs, work)
-    assert not (again.added or again.updated) and [p.name for p in again.kept] == [first]
+    assert not (again.added or again.updated or again.beside)
+    assert [p.name for p in again.kept] == [first] and (work / first).read_bytes() == edited
+    # A third version replaces the second one's copy, which she never opened.
+    (labs / first).write_bytes((labs / first).read_bytes().replace(b"(v2)", b"(v3)"))
+    lab.sync_work(labs, work)
+    copies = list(work.glob("00_intro-update-*.ipynb"))
+    assert len(copies) == 1 and copies[0].read_bytes() == (labs / first).read_bytes()
     assert (work / first).read_bytes() == edited
 
 
@@ -281,3 +323,48 @@ def test_update_and_reset_commands(tmp_path):
     assert out.returncode == 2 and "Choose one of: 02_numpy_lstm" in out.stderr
     out = run_lab("reset", *folders, cwd=tmp_path)
     assert out.returncode == 2 and "make lab-reset NB=" in out.stderr
+
+
+def test_a_file_in_the_way_never_stops_a_students_server(tmp_path, monkeypatch):
+    """On the hub, a folder or a link named like a notebook, or a folder the student made
+    read-only, is reported in their folder; the other notebooks are copied and the server
+    starts."""
+    labs, home = tmp_path / "labs", tmp_path / "home"
+    labs.mkdir()
+    for name in ("00_a.ipynb", "01_b.ipynb", "02_c.ipynb", "03_d.ipynb"):
+        (labs / name).write_text(name)
+    course = home / lab.HUB_FOLDER
+    (course / "00_a.ipynb").mkdir(parents=True)
+    os.symlink(tmp_path / "elsewhere", course / "01_b.ipynb")
+    copy = lab._copy
+
+    def read_only(src, dst):   # chmod does not stop root, who runs these tests: simulate it
+        if dst.name == "02_c.ipynb":
+            raise PermissionError(13, "Permission denied", str(dst))
+        copy(src, dst)
+    started = []
+
+    def execve(path, cmd, env):
+        started.append(cmd)
+        raise SystemExit(0)
+    for key, value in {"HOME": home, "LSTM_COURSE_LABS": labs, "LSTM_HUB_ALLOW_ROOT": "1",
+                       "JUPYTERLAB_WORKSPACES_DIR": tmp_path / "workspaces"}.items():
+        monkeypatch.setenv(key, str(value))
+    monkeypatch.setattr(lab, "_copy", read_only)
+    monkeypatch.setattr(lab.os, "execve", execve)
+    with pytest.raises(SystemExit):
+        lab.hub_user(argparse.Namespace(labs=str(labs)), [])
+    assert started and started[0][0].endswith("jupyterhub-singleuser")
+    assert (course / "03_d.ipynb").read_text() == "03_d.ipynb"
+    report = (course / lab.PROBLEMS).read_text()
+    for name in ("00_a.ipynb", "01_b.ipynb", "02_c.ipynb"):
+        assert name in report, report
+    assert "Permission denied" in report and "Stop My Server" in report
+    # The student renames the folder and removes the link: the next start clears the report.
+    (course / "00_a.ipynb").rename(course / "00_a-mine")
+    (course / "01_b.ipynb").unlink()
+    monkeypatch.setattr(lab, "_copy", copy)
+    with pytest.raises(SystemExit):
+        lab.hub_user(argparse.Namespace(labs=str(labs)), [])
+    assert len(started) == 2 and not (course / lab.PROBLEMS).exists()
+    assert (course / "00_a.ipynb").read_text() == "00_a.ipynb"
