@@ -273,9 +273,10 @@ def test_checks_pass_on_the_lesson_answers(capsys):
     check.sigmoid_tanh_backward(L.sigmoid, L.tanh, Tensor)
     check.lstm_cell(L.LSTMCell, Tensor)
     check.tbptt_step(L.tbptt_step, L.CharLSTM)
+    check.char_model(L.char_model)
     check.gru_cell(L.gru_cell)
     out = capsys.readouterr().out
-    assert all(f"Exercise 3.{i} passed" in out for i in range(1, 6)), out
+    assert all(f"Exercise 3.{i} passed" in out for i in range(1, 7)), out
 
 
 # plausible wrong answers, one exercise at a time
@@ -357,11 +358,37 @@ class CutsTheGraph(L.LSTMCell):  # the recurrent product on .data: no gradient r
         return O * L.tanh(C), C
 
 
+def make_cell(pre=lambda X, H, W_x, W_h, b: X @ W_x + H @ W_h + b, order=(0, 1, 2, 3),
+              g=L.tanh, read_out=lambda C, C_prev: L.tanh(C)):
+    """An LSTMCell with one piece changed: the pre-activation, the gate blocks, the candidate's
+    nonlinearity, or what H is read from."""
+    class Cell(L.LSTMCell):
+        def __call__(self, X, state):
+            H_prev, C_prev = state
+            n = self.num_hiddens
+            gates = pre(X, H_prev, self.W_x, self.W_h, self.b)
+            I, F, G, O = (gates[:, k * n:(k + 1) * n] for k in order)
+            C = L.sigmoid(F) * C_prev + L.sigmoid(I) * g(G)
+            return L.sigmoid(O) * read_out(C, C_prev), C
+    return Cell
+
+
 @pytest.mark.parametrize("cell, message", [
-    (SwappedGates, "C \\(the new memory cell\\) differs"),
-    (NoTanhOnOutput, "H \\(the new hidden state\\) differs.*o \\* tanh\\(C\\)"),
+    (SwappedGates, r"C \(the new memory cell\) differs.*wrong blocks \(i from columns \[n:2n\], "
+                   r"f from columns \[0:n\]\).*i \[0:n\], f \[n:2n\]"),
+    (make_cell(order=(0, 1, 3, 2)), r"wrong blocks \(g from columns \[3n:4n\], o from columns "
+                                    r"\[2n:3n\]\)"),
+    (NoTanhOnOutput, r"H \(the new hidden state\) differs.*o \* tanh\(C\)"),
+    (make_cell(read_out=lambda C, C_prev: L.tanh(C_prev)), r"H .* differs.*old memory C_prev"),
+    (make_cell(pre=lambda X, H, W_x, W_h, b: X @ W_x + H @ W_h),
+     r"all four gates differ.*no `b`.*X @ W_x \+ H_prev @ W_h \+ b"),
+    (make_cell(pre=lambda X, H, W_x, W_h, b: X @ W_x + b),
+     r"all four gates differ.*no `H_prev @ W_h`"),
+    (make_cell(pre=lambda X, H, W_x, W_h, b: H @ W_h + b), r"all four gates differ.*no `X @ W_x`"),
+    (make_cell(g=L.sigmoid), r"candidate g goes through sigmoid: it takes tanh"),
     (CutsTheGraph, "no gradient reached W_h"),
-], ids=["swapped-gates", "no-tanh", "cuts-graph"])
+], ids=["swapped-i-f", "swapped-g-o", "no-tanh", "H-from-old-C", "no-bias", "no-recurrent-term",
+        "no-input-term", "sigmoid-candidate", "cuts-graph"])
 def test_check_3_3_rejects_wrong_cells(cell, message):
     with pytest.raises(checks.ExerciseFailed, match=message):
         check.lstm_cell(cell, Tensor)
@@ -440,12 +467,75 @@ def gru_assigns_into_an_array(p, X, state):  # the traced value is lost: HIPS ca
     return ((1 - Z) * N + Z * H,)
 
 
+# 3.5, the debugging clinic: the buggy function is the one the lesson gives the student
+
+
+def clinic_function():
+    """hips_style_char_model, executed from the lesson's own cell."""
+    import jupytext
+
+    from conftest import ROOT
+    notebook = jupytext.read(ROOT / "book" / "03_autograd_lstm.md", fmt="md:myst")
+    source = next(c.source for c in notebook.cells
+                  if c.cell_type == "code" and "def hips_style_char_model(" in c.source)
+    namespace = {"anp": anp, "np": np}
+    exec(source, namespace)
+    return namespace["hips_style_char_model"]
+
+
+def char_model_with(loop):
+    """A character model whose loop body is `loop(cell, q, x_t, state0, state) -> (state,
+    hidden state to read out)`; the rest as in the lesson."""
+    def model(cell, p, X, state):
+        q, outputs, state0 = {name: p[name] for name in p}, [], state
+        for t in range(X.shape[1]):
+            state, H = loop(cell, q, q["E"][X[:, t]], state0, state)
+            outputs.append(H)
+        return anp.stack(outputs, axis=1) @ q["W_hq"] + q["b_q"], state
+    return model
+
+
+def np_stack_model(cell, p, X, state):  # np.stack cannot hold HIPS autograd's boxes
+    outputs = []
+    for t in range(X.shape[1]):
+        state = cell(p, p["E"][X[:, t]], state)
+        outputs.append(state[0])
+    return np.stack(outputs, axis=1) @ p["W_hq"] + p["b_q"], state
+
+
+def returns_first_state(cell, p, X, state):
+    logits, _ = L.char_model(cell, p, X, state)
+    return logits, state
+
+
+def test_check_3_5_rejects_the_clinic_bug_and_accepts_the_fix(capsys):
+    with pytest.raises(checks.ExerciseFailed,
+                       match=r"Exercise 3\.5 .*logits .* differs.*read-out of H_\(t-1\).*before"
+                             r".*never sees the character.*call the cell, then keep"):
+        check.char_model(clinic_function())
+    check.char_model(L.char_model)
+    assert "Exercise 3.5 passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("answer, message", [
+    (char_model_with(lambda cell, q, x, s0, s: (s, cell(q, x, s)[0])),  # never carries the state
+     r"only step 1 is right.*Pass the state each step returns on"),
+    (char_model_with(lambda cell, q, x, s0, s: (cell(q, x, s0), cell(q, x, s0)[0])),
+     r"only step 1 is right"),
+    (returns_first_state, r"the final state H differs.*after the last step"),
+    (np_stack_model, r"HIPS autograd's gradient .* raised .*anp\.stack, not np\.stack"),
+], ids=["state-not-carried", "always-from-start", "returns-first-state", "np-stack"])
+def test_check_3_5_rejects_other_slips(answer, message):
+    with pytest.raises(checks.ExerciseFailed, match=message):
+        check.char_model(answer)
+
+
 @pytest.mark.parametrize("answer, message", [
     (gru_update_swapped, "update gate is applied the wrong way round"),
     (gru_reset_before_product, "reset gate multiplies the hidden part after the product"),
     (gru_assigns_into_an_array, "HIPS autograd's gradient .* raised .*no assignment"),
 ], ids=["update-swapped", "reset-before-product", "assigns-into-array"])
-def test_check_3_5_rejects_wrong_cells(answer, message):
+def test_check_3_6_rejects_wrong_cells(answer, message):
     with pytest.raises(checks.ExerciseFailed, match=message):
         check.gru_cell(answer)
 
@@ -471,8 +561,9 @@ class PlaceholderCell(L.LSTMCell):
                                         make_unary(np.tanh, placeholder("3.2"), "tanh"), Tensor),
     lambda: check.lstm_cell(PlaceholderCell, Tensor),
     lambda: check.tbptt_step(placeholder("3.4"), L.CharLSTM),
-    lambda: check.gru_cell(placeholder("3.5")),
-], ids=["3.1", "3.2", "3.3", "3.4", "3.5"])
+    lambda: check.char_model(char_model_with(placeholder("3.5"))),
+    lambda: check.gru_cell(placeholder("3.6")),
+], ids=["3.1", "3.2", "3.3", "3.4", "3.5", "3.6"])
 def test_checks_reject_the_placeholder(run):
     with pytest.raises(checks.ExerciseNotDone, match=r"Exercise 3\.\d .* not implemented yet"):
         run()

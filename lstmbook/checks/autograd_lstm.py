@@ -1,11 +1,13 @@
 """Checks for lesson 3 (book/03_autograd_lstm.md): the engine's backward rules, the LSTM cell,
-truncated BPTT and the GRU cell.
+truncated BPTT, the character model's read-out (the debugging clinic) and the GRU cell.
 
 The oracles are independent of the lesson's code: central differences in float64 for the
 backward rules, and PyTorch (``nn.LSTMCell``, ``nn.LSTM``, ``nn.GRUCell``) in float64 with the
 same weights for the cells and truncated BPTT. A check receives what it tests as arguments (the
 student's functions, and the ``Tensor`` class to build inputs from); it never imports the lesson.
 """
+import itertools
+
 import numpy as np
 
 from . import ExerciseFailed, exercise, expect_close, numeric_grad
@@ -122,10 +124,13 @@ def lstm_cell(LSTMCell, Tensor):
     x, h0, c0 = (torch.tensor(a, requires_grad=True) for a in (X, H0, C0))
     h, c = ref(x, (h0, c0))
     c_ok = C.shape == tuple(c.shape) and np.allclose(C.data, c.detach().numpy(), atol=1e-10)
-    expect_close("C (the new memory cell)", C.data, c.detach().numpy(), atol=1e-10, hint=hint)
+    h_ok = H.shape == tuple(h.shape) and np.allclose(H.data, h.detach().numpy(), atol=1e-10)
+    diagnosis = None if c_ok and h_ok else _diagnose_lstm(H.data, C.data, X, H0, C0, W_x, W_h, b)
+    expect_close("C (the new memory cell)", C.data, c.detach().numpy(), atol=1e-10,
+                 hint=diagnosis or hint)
     expect_close("H (the new hidden state)", H.data, h.detach().numpy(), atol=1e-10,
-                 hint=("C is right, so look at H = o * tanh(C), with o from columns [3n:4n]"
-                       if c_ok else hint))
+                 hint=diagnosis or ("C is right, so look at H = o * tanh(C), with o from "
+                                    "columns [3n:4n]" if c_ok else hint))
 
     GH, GC = rng.standard_normal((B, n)), rng.standard_normal((B, n))
     loss = _run("the backward through your cell",
@@ -140,6 +145,51 @@ def lstm_cell(LSTMCell, Tensor):
     for name, (leaf, expected) in pairs.items():
         expect_close(f"the gradient of {name}", _leaf_grad(leaf, name, no_graph),
                      expected.numpy(), atol=1e-10, rtol=1e-7, hint=no_graph)
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _lstm_variants(X, H0, C0, W_x, W_h, b):
+    """Yield (what is wrong and how to fix it, (H, C)) for plausible wrong LSTM cells (NumPy)."""
+    n = W_h.shape[0]
+    terms = {"X @ W_x": X @ W_x, "H_prev @ W_h": H0 @ W_h, "b": b}
+    full = terms["X @ W_x"] + terms["H_prev @ W_h"] + b
+
+    def cell(pre, order=(0, 1, 2, 3), g_act=np.tanh, read_out=lambda C: np.tanh(C)):
+        I, F, G, O = (pre[:, k * n:(k + 1) * n] for k in order)
+        C = _sigmoid(F) * C0 + _sigmoid(I) * g_act(G)
+        return _sigmoid(O) * read_out(C), C
+
+    for name, term in terms.items():
+        yield (f"all four gates differ, and your H and C are those of a cell whose "
+               f"pre-activation has no `{name}`: gates = X @ W_x + H_prev @ W_h + b needs all "
+               "three terms, summed into one (B, 4n) array before the four blocks are sliced "
+               "from it"), cell(full - term)
+    columns = ["[0:n]", "[n:2n]", "[2n:3n]", "[3n:4n]"]
+    for order in itertools.permutations(range(4)):
+        if order != (0, 1, 2, 3):
+            wrong = ", ".join(f"{gate} from columns {columns[k]}" for gate, k in zip("ifgo", order)
+                              if "ifgo".index(gate) != k)
+            yield (f"your cell reads its gates from the wrong blocks ({wrong}). In the fused "
+                   "layout, as in PyTorch, the blocks are i [0:n], f [n:2n], g [2n:3n], "
+                   "o [3n:4n]"), cell(full, order)
+    yield ("the candidate g goes through sigmoid: it takes tanh, so that the cell can write "
+           "negative values as well as positive ones"), cell(full, g_act=_sigmoid)
+    yield ("C is right, but H is computed from the old memory C_prev: H = o * tanh(C) reads the "
+           "new C"), cell(full, read_out=lambda C: np.tanh(C0))
+    yield ("C is right, so look at H = o * tanh(C), with o from columns [3n:4n]: the tanh of "
+           "the new memory is missing"), cell(full, read_out=lambda C: C)
+
+
+def _diagnose_lstm(H, C, X, H0, C0, W_x, W_h, b):
+    """The message of the first wrong cell that computes the student's (H, C), else None."""
+    for message, (H_wrong, C_wrong) in _lstm_variants(X, H0, C0, W_x, W_h, b):
+        if (np.shape(H) == H_wrong.shape and np.shape(C) == C_wrong.shape
+                and np.allclose(H, H_wrong, atol=1e-10) and np.allclose(C, C_wrong, atol=1e-10)):
+            return message
+    return None
 
 
 def _torch_char_lstm(torch, params, D, n):
@@ -211,7 +261,96 @@ def tbptt_step(tbptt_step, CharLSTM):
                          "state, and do not use retain_graph=True")
 
 
-@exercise("3.5", "a GRU cell for HIPS autograd")
+def _rnn_cell(p, X, state):
+    """The check's own vanilla RNN step, to drive the student's character model (the oracle is
+    torch.nn.RNN)."""
+    import autograd.numpy as anp
+    (H,) = state
+    return (anp.tanh(X @ p["W_x"] + H @ p["W_h"] + p["b"]),)
+
+
+def _torch_char_rnn(torch, rng, V, D, n):
+    """nn.Embedding + nn.RNN + nn.Linear in float64 with random weights, and the same weights in
+    the lesson's naming (one bias b for the RNN's two)."""
+    emb = torch.nn.Embedding(V, D, dtype=torch.float64)
+    rnn = torch.nn.RNN(D, n, batch_first=True, dtype=torch.float64)
+    out = torch.nn.Linear(n, V, dtype=torch.float64)
+    with torch.no_grad():
+        for module in (emb, rnn, out):
+            for w in module.parameters():
+                w.copy_(torch.tensor(rng.uniform(-0.9, 0.9, tuple(w.shape))))
+    p = {"E": emb.weight, "W_x": rnn.weight_ih_l0.T, "W_h": rnn.weight_hh_l0.T,
+         "b": rnn.bias_ih_l0 + rnn.bias_hh_l0, "W_hq": out.weight.T, "b_q": out.bias}
+    return (emb, rnn, out), {k: v.detach().numpy().copy() for k, v in p.items()}
+
+
+def _diagnose_read_out(got, X, H0, p, hidden, read_out):
+    """Why the logits differ, for the usual slips of a character model's loop."""
+    late = read_out(np.concatenate([H0[:, None], hidden[:, :-1]], axis=1))
+    if np.allclose(got, late, atol=1e-10):
+        return ("the logits at step t are the read-out of H_(t-1), the state from *before* the "
+                "cell read character t (step 1's come from the starting state alone): each "
+                "prediction is one step late and never sees the character it is meant to "
+                "continue. Read each step's logits out of the state the cell returns after "
+                "reading character t: call the cell, then keep the new state it returned")
+    first = np.tanh(p["E"][X] @ p["W_x"] + (H0 @ p["W_h"])[:, None] + p["b"])  # (B, T, n)
+    if np.allclose(got, read_out(first), atol=1e-10):
+        return ("only step 1 is right: every step starts again from the state you were given, "
+                "so the model remembers one character at most. Pass the state each step "
+                "returns on to the next step")
+    return ("the logits at step t are the read-out H_t @ W_hq + b_q of the state H_t that the "
+            "cell returns after reading character t, carried from step to step")
+
+
+@exercise("3.5", "debugging clinic: what the prediction reads")
+def char_model(char_model):
+    torch = _torch()
+    import autograd.numpy as anp
+    from autograd import grad
+
+    V, D, n, B, T = 7, 3, 5, 2, 6
+    rng = np.random.default_rng(36)
+    (emb, rnn, out), p = _torch_char_rnn(torch, rng, V, D, n)
+    X, H0, G = (rng.integers(0, V, (B, T)), rng.uniform(-0.9, 0.9, (B, n)),
+                rng.standard_normal((B, T, V)))
+    hidden, h_n = rnn(emb(torch.tensor(X)), torch.tensor(H0)[None])
+    logits = out(hidden)
+    hint = ("the logits at step t are the read-out of the state after the cell has read "
+            "character t")
+    result = _run("char_model(cell, p, X, (H0,))",
+                  lambda: char_model(_rnn_cell, p, X, (H0,)), hint)
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise ExerciseFailed("char_model should return (logits, state), got "
+                             f"{type(result).__name__}")
+    got, state = result
+    expected = logits.detach().numpy()
+    if np.shape(got) == expected.shape and not np.allclose(got, expected, atol=1e-10):
+        hint = _diagnose_read_out(np.asarray(got), X, H0, p, hidden.detach().numpy(),
+                                  lambda H: H @ p["W_hq"] + p["b_q"])
+    expect_close("the array of logits (B, T, V)", got, expected, atol=1e-10, hint=hint)
+    if not (isinstance(state, tuple) and len(state) == 1):
+        raise ExerciseFailed("the state char_model returns should be a tuple like the one it "
+                             "was given, here (H,)")
+    expect_close("the final state H", state[0], h_n[0].detach().numpy(), atol=1e-10,
+                 hint="return the state after the last step: truncated BPTT carries it into "
+                      "the next chunk")
+
+    def objective(p):
+        return anp.sum(G * char_model(_rnn_cell, p, X, (H0,))[0])
+    grads = _run("HIPS autograd's gradient of your char_model", lambda: grad(objective)(p),
+                 "write the model with anp functions (anp.stack, not np.stack) and no "
+                 "assignment into arrays, so that HIPS autograd can trace it")
+    (logits * torch.tensor(G)).sum().backward()
+    reference = {"E": emb.weight.grad, "W_x": rnn.weight_ih_l0.grad.T,
+                 "W_h": rnn.weight_hh_l0.grad.T, "b": rnn.bias_ih_l0.grad,
+                 "W_hq": out.weight.grad.T, "b_q": out.bias.grad}
+    for name, expected in reference.items():
+        expect_close(f"the gradient of {name}", grads[name], expected.numpy(), atol=1e-10,
+                     rtol=1e-7, hint="write the model with anp functions and no assignment "
+                     "into arrays, so that HIPS autograd can trace it")
+
+
+@exercise("3.6", "a GRU cell for HIPS autograd")
 def gru_cell(gru_cell):
     torch = _torch()
     import autograd.numpy as anp

@@ -532,7 +532,7 @@ def char_model(cell, p, X, state):
     q = {name: p[name] for name in p}  # index the (traced) dict once, not at every step
     outputs = []
     for t in range(X.shape[1]):
-        state = cell(q, q["E"][X[:, t]], state)
+        state = cell(q, q["E"][X[:, t]], state)  # the state after reading character t
         outputs.append(state[0])
     H_all = anp.stack(outputs, axis=1)  # (B, T, n)
     return H_all @ q["W_hq"] + q["b_q"], state
