@@ -24,10 +24,12 @@ from autograd import grad
 from torch import nn
 
 from . import compare
+from .data import load_shakespeare
 from .lessons.autograd_lstm import LSTMCell, Tensor, init_params, lstm_cell, stack
+from .lessons.memory import ngram_validation_loss
 from .lessons.numpy_lstm import bench_step, lstm_layer_backward_fast, lstm_layer_forward_fast
 from .lessons.pytorch_lstm import FastLSTM, FusedLSTM, NaiveLSTM, ScriptedLSTM
-from .runtime import import_tensorflow
+from .runtime import import_tensorflow, quick
 from .training import SHAPE, Shape, throughput
 
 BASELINE = "torch.nn.LSTM"
@@ -186,6 +188,20 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+NGRAM_ORDERS = range(2, 8)  # lesson 7: the loss falls up to order 4 or so, then sparsity wins
+
+
+def ngram_baseline(corpus=None) -> dict:
+    """Lesson 7's counting baseline at its best order: a row with a loss and nothing else
+    (counting has no throughput on the benchmark shape, nor lines of model code)."""
+    corpus = corpus or load_shakespeare()
+    losses = {k: ngram_validation_loss(corpus, k) for k in quick(NGRAM_ORDERS, (3, 4))}
+    best = min(losses, key=losses.get)
+    return {"name": f"{best}-gram counts", "lesson": 7, "order": best,
+            "val_loss": round(losses[best], 4), "losses_by_order": losses,
+            "note": "interpolated absolute discounting, counted on the training split"}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description="Benchmark the course's LSTMs: forward+backward tokens/s of every "
@@ -216,6 +232,7 @@ def main(argv=None) -> None:
         runs = compare.run_all(args.train_seconds, args.only)
     report = {**compare.report(runs, args.train_seconds, results), "shape": asdict(SHAPE)}
     if runs:
+        report["baselines"] = [ngram_baseline()]
         print("\n" + compare.table(report, fmt="simple"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")

@@ -396,5 +396,8 @@ def table(results: dict, fmt: str = "github") -> str:
             g = gpu.get(r["bench_row"])
             line += ["–", "–"] if g is None else [f"{g['tokens_per_s']:,.0f}", ratio_text(g)]
         body.append(line)
+    for b in results.get("baselines", []):  # counting models (lesson 7): a loss, nothing else
+        body.append([f"{b['name']} ({b['lesson']})", f"{b['val_loss']:.3f}"]
+                    + ["–"] * (len(headers) - 2))
     return tabulate(body, headers, tablefmt=fmt, disable_numparse=True,
                     colalign=["left"] + ["right"] * (len(headers) - 1))

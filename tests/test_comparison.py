@@ -98,7 +98,13 @@ def test_bench_main_trains_only_the_chosen_contender(tmp_path, capsys):
                 "--only", "torch.nn.LSTM", "--out", str(out)])
     report = json.loads(out.read_text())
     assert [r["name"] for r in report["runs"]] == ["torch.nn.LSTM"]
-    assert "val loss" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "val loss" in printed
+    # lesson 7's counting baseline: a loss, no throughput
+    baseline = report["baselines"][0]
+    assert baseline["lesson"] == 7 and baseline["name"] == f"{baseline['order']}-gram counts"
+    assert baseline["val_loss"] == round(min(baseline["losses_by_order"].values()), 4)
+    assert f"{baseline['name']} (7)" in printed
 
 
 def test_a_change_reaches_the_model(corpus):
@@ -169,14 +175,29 @@ def test_num_params_one_bias_per_gate_is_named():
         check.num_params(keras_style)
 
 
-def test_num_params_without_readout_is_named():
-    with pytest.raises(ExerciseFailed, match="read-out layer"):
-        check.num_params(lambda c, v, e, h: count(c, v, e, h) - h * v - v)
+BLOCKS = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
-def test_num_params_wrong_gate_count():
-    with pytest.raises(ExerciseFailed, match="PyTorch allocates.*blocks?"):
-        check.num_params(lambda c, v, e, h: count("lstm", v, e, h))
+@pytest.mark.parametrize("wrong, message", [
+    (lambda c, v, e, h: count(c, v, e, h) - h * v - v,
+     "leaves out the read-out weights .* and the read-out bias"),
+    (lambda c, v, e, h: count(c, v, e, h) - v, r"leaves out the read-out bias \(vocab_size\)\."),
+    (lambda c, v, e, h: count(c, v, e, h) - v * e, "leaves out the embedding table"),
+    (lambda c, v, e, h: count(c, v, e, h) - BLOCKS[c] * h * h, "leaves out the recurrent weights"),
+    (lambda c, v, e, h: count(c, v, e, h) - 2 * BLOCKS[c] * h,
+     "leaves out the biases: PyTorch keeps two per gate block"),
+    (lambda c, v, e, h: count(c, v, e, h) - BLOCKS[c] * h * (h - e),
+     "each block of it is hidden_size x hidden_size, not hidden_size x embed_size"),
+    (lambda c, v, e, h: count("lstm", v, e, h),
+     r"num_params\('rnn'.*the count of an LSTM, with 4 gate block\(s\); an RNN has 1"),
+    (lambda c, v, e, h: count("lstm" if c == "gru" else c, v, e, h),
+     r"num_params\('gru'.*the count of an LSTM.*a GRU has 3"),
+    (lambda c, v, e, h: count(c, v, e, h) + 7, r"PyTorch allocates.*\(embed \+ hidden \+ 2\)"),
+], ids=["no-readout", "no-readout-bias", "no-embedding", "no-W_hh", "no-biases", "W_hh-h-by-e",
+        "lstm-for-rnn", "lstm-for-gru", "other"])
+def test_num_params_names_the_mistake(wrong, message):
+    with pytest.raises(ExerciseFailed, match=message):
+        check.num_params(wrong)
 
 
 def test_num_params_non_integer():
@@ -206,7 +227,13 @@ def test_experiment_placeholder():
     (({"lr": 5.0}, {"speed": "lower", "loss": "higher"}), "outside the sensible range"),
     (({"hidden": 512}, {"speed": "slower"}), "exactly the keys"),
     (({"hidden": 512}, {"speed": "slower", "loss": "higher"}), "write one of"),
+    (({"hidden": 512}, {"speed": "slower", "loss": "higher"}), "a faster run has a higher "
+                                                               "speed, so that is 'lower'"),
+    (({"hidden": 512}, {"speed": "lower", "loss": "worse"}), "so that is 'higher'"),
+    (({"hidden": 512}, {"speed": "lower", "loss": "much"}), r"write one of \[.*\]$"),
+    (({"hidden": "512"}, {"speed": "lower", "loss": "higher"}), "is a str: give a number"),
     ({"hidden": 512}, "return two things"),
+    (([("hidden", 512)], {"speed": "lower", "loss": "higher"}), "`changes` should be a dict"),
 ])
 def test_experiment_rejects(answer, message):
     with pytest.raises(ExerciseFailed, match=message):

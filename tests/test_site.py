@@ -111,8 +111,10 @@ def test_comparison_page_shows_the_saved_table(site, browser):
     table = page.locator("table", has_text="fwd+bwd tokens/s")
     assert table.count() == 1
     rows = table.locator("tbody tr").all_inner_texts()
+    saved = compare.load_or_measure()[0]
     assert [r.split("\t")[0].strip() for r in rows] == [
-        f"{c.name} ({c.lesson})" for c in compare.CONTENDERS.values()]
+        f"{c.name} ({c.lesson})" for c in compare.CONTENDERS.values()] + [
+        f"{b['name']} ({b['lesson']})" for b in saved.get("baselines", [])]
     images = page.eval_on_selector_all(
         "img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])")
     assert any("_images" in (src or "") and ok for src, ok in images), images
@@ -120,3 +122,41 @@ def test_comparison_page_shows_the_saved_table(site, browser):
     table.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "06_comparison.png"), full_page=False)
     page.close()
+
+
+def figures_without_words(html: str) -> list[str]:
+    """The code-made images of a page whose alt text says nothing: missing, empty, or a file
+    name (what myst-nb writes when a cell gives no ``mystnb: image: alt:``); and those that are
+    not in a numbered, captioned figure."""
+    problems = []
+    for tag in re.findall(r"<img\b[^>]*>", html):
+        src = re.search(r'src="([^"]*)"', tag)
+        if not src or "_images/" not in src.group(1):
+            continue
+        alt = re.search(r'alt="([^"]*)"', tag)
+        words = alt.group(1).strip() if alt else ""
+        if not words or re.fullmatch(r"[\w./-]+\.(png|svg|jpe?g)", words) or words in src.group(1):
+            problems.append(f"{src.group(1)}: alt text {words!r}")
+    captions = len(re.findall(r'<figure class="align-default" id=', html))
+    images = len([t for t in re.findall(r"<img\b[^>]*>", html) if "_images/" in t])
+    if captions < images:
+        problems.append(f"{images - captions} of {images} figures have no caption and name")
+    return problems
+
+
+def test_every_figure_has_a_caption_and_alt_text(build):
+    """A figure can be cited (numbered, with a name) and heard (alt text that says what it
+    shows): each code-made image sits in a captioned figure and its alt text is words."""
+    assert build.returncode == 0, "the book did not build"
+    problems = {page.name: figures_without_words(page.read_text())
+                for page in sorted((HTML / "book").glob("*.html"))}
+    problems = {name: found for name, found in problems.items() if found}
+    assert not problems, problems
+
+
+def test_the_alt_text_check_catches_a_file_name():
+    assert figures_without_words('<img alt="a1b2.png" src="../_images/a1b2.png" />')
+    assert figures_without_words('<img src="../_images/a1b2.png" />')
+    good = ('<figure class="align-default" id="fig-x"><img alt="Validation loss falls" '
+            'src="../_images/a1b2.png" /></figure>')
+    assert not figures_without_words(good)
