@@ -5,9 +5,13 @@ The right answers are the lesson's own, imported from the generated
 reject the placeholder (with "not implemented yet"), a wrong shape (naming the expected one) and
 plausible mistakes (naming what differs and, where it can, the mistake).
 """
+import re
+
+import jupytext
 import pytest
 import torch
 
+from conftest import ROOT
 from lstmbook.checks import ExerciseFailed, ExerciseNotDone
 from lstmbook.checks import rnn_theory as check
 from lstmbook.lessons import rnn_theory as rt
@@ -60,7 +64,8 @@ def test_rnn_step_wrong_shape_names_expected_shape():
 
 
 # ------------------------------------------------------------------------------------ 1.2
-def bptt_variant(carry=True, tanh_grad=True, h_prev_in_W_hh=True):
+def bptt_variant(carry=True, tanh_grad=True, h_prev_in_W_hh=True, h0_transposed=False,
+                 b_h_mean=False):
     """A hand-written BPTT with one of the usual mistakes switched on."""
     def answer(X, H0, W_xh, W_hh, b_h, dH):
         Hs = rt.rnn_forward(X, H0, W_xh, W_hh, b_h)
@@ -72,10 +77,10 @@ def bptt_variant(carry=True, tanh_grad=True, h_prev_in_W_hh=True):
             H_prev = Hs[t - 1] if t > 0 else H0
             grads["W_xh"] += X[t].T @ dA
             grads["W_hh"] += (H_prev if h_prev_in_W_hh else Hs[t]).T @ dA
-            grads["b_h"] += dA.sum(0)
+            grads["b_h"] += dA.mean(0) if b_h_mean else dA.sum(0)
             dH_next = dA @ W_hh.T if carry else torch.zeros_like(H0)
             if t == 0:
-                grads["H0"] = dA @ W_hh.T
+                grads["H0"] = dA @ (W_hh if h0_transposed else W_hh.T)
         return grads
     return answer
 
@@ -97,14 +102,17 @@ def test_rnn_bptt_placeholder():
 
 @pytest.mark.parametrize("wrong, says", [
     (bptt_variant(carry=False), "not carried back through time"),
-    (bptt_variant(tanh_grad=False), "1 - H_t**2"),
-    (bptt_variant(h_prev_in_W_hh=False), "the gradient W_hh differs"),
+    (bptt_variant(tanh_grad=False), r"1 - H_t\*\*2"),
+    (bptt_variant(h_prev_in_W_hh=False), "the gradient W_hh differs.*ENTERED step t"),
+    (bptt_variant(h0_transposed=False, b_h_mean=True), "the gradient b_h differs.*over the batch"),
+    (bptt_variant(h0_transposed=True), "the gradient H0 differs.*dA_1 @ W_hh.T"),
 ])
 def test_rnn_bptt_rejects_mistakes(wrong, says):
     with pytest.raises(ExerciseFailed) as err:
         check.rnn_bptt(wrong)
     message = str(err.value)
-    assert "Exercise 1.2" in message and "the gradient" in message and says in message
+    assert "Exercise 1.2" in message and "the gradient" in message
+    assert re.search(says, message), message
 
 
 def test_rnn_bptt_rejects_wrong_container_and_missing_keys():
@@ -197,3 +205,20 @@ def test_cell_gradient_rejects_mistakes(wrong, says):
 def test_cell_gradient_wrong_shape_names_expected_shape():
     with pytest.raises(ExerciseFailed, match=r"\(num_steps, batch, num_hiddens\) = \(7, 2, 3\)"):
         check.cell_gradient_through_time(lambda F: F.prod(0))
+
+
+@pytest.mark.parametrize("number", ["1.2", "1.3"])
+def test_hints_nudge_without_the_formula(number):
+    """The placeholder's hint is read before trying: no formula, no code (issue 15); the
+    formula is in the check's message instead."""
+    notebook = jupytext.read(ROOT / "book" / "01_rnn_theory.md", fmt="md:myst")
+    hint = next(c.metadata["hint"] for c in notebook.cells
+                if c.metadata.get("exercise") == number)
+    assert not any(token in hint for token in ("=", "@", "**", "(1 -", "sigmoid(")), hint
+
+
+def test_wrong_answer_gets_the_formula_the_hint_leaves_out():
+    with pytest.raises(ExerciseFailed, match=r"dA = dH_total \* \(1 - H_t\*\*2\)"):
+        check.rnn_bptt(lambda *a: {k: 2 * v for k, v in rt.rnn_bptt(*a).items()})
+    with pytest.raises(ExerciseFailed, match=r"C = f \* C_prev \+ i \* g; H = o \* tanh\(C\)"):
+        check.lstm_cell(lambda *a: tuple(1.5 * v for v in rt.lstm_cell(*a)))

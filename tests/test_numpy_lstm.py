@@ -6,10 +6,12 @@ torch.optim, torch.nn.utils.clip_grad_norm_, and central differences in float64.
 import subprocess
 import sys
 
+import jupytext
 import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from lstmbook import bench, checks, data, lm, training
 from lstmbook.checks import numpy_lstm as check
 from lstmbook.lessons import numpy_lstm as nl
@@ -284,7 +286,8 @@ CORRECT = {
     "2.2": (check.cell_backward, nl.lstm_step_backward),
     "2.3": (check.backward_through_time, nl.lstm_layer_backward),
     "2.4": (check.clipping, nl.clip_grad_norm),
-    "2.5": (check.temperature, nl.softmax_with_temperature),
+    "2.5": (check.bptt_chunks, nl.bptt_chunks),
+    "2.6": (check.temperature, nl.softmax_with_temperature),
 }
 
 
@@ -317,27 +320,32 @@ def step_forward_variant(out_act=nl.sigmoid, order=(0, 1, 2, 3), forget=True, ta
     return answer
 
 
-def step_backward_variant(dtanh=lambda y: 1 - y ** 2, h_path=True, cell_path="total"):
+def step_backward_variant(dtanh=lambda y: 1 - y ** 2, h_path=True, cell_path="total",
+                          order=(0, 1, 2, 3), db_mean=False, xh_swapped=False):
     def answer(dH, dC, cache, W):
         XH, C_prev, I, F, G, O, tanh_C = cache
         dC_in = dC
         dC = dC + (dH * O * dtanh(tanh_C) if h_path else 0)
-        dA = np.concatenate([dC * G * I * (1 - I), dC * C_prev * F * (1 - F),
-                             dC * I * dtanh(G), dH * tanh_C * O * (1 - O)], axis=1)
+        blocks = [dC * G * I * (1 - I), dC * C_prev * F * (1 - F), dC * I * dtanh(G),
+                  dH * tanh_C * O * (1 - O)]
+        dA = np.concatenate([blocks[k] for k in order], axis=1)
         dXH = dA @ W.T
         n = XH.shape[1] - I.shape[1]
         dC_prev = {"total": dC * F, "incoming": dC_in * F, "none": np.zeros_like(dC)}[cell_path]
-        return dXH[:, :n], dXH[:, n:], dC_prev, XH.T @ dA, dA.sum(0)
+        XH_used = np.concatenate([XH[:, n:], XH[:, :n]], axis=1) if xh_swapped else XH
+        db = dA.mean(0) if db_mean else dA.sum(0)
+        return dXH[:, :n], dXH[:, n:], dC_prev, XH_used.T @ dA, db
     return answer
 
 
-def layer_backward_variant(carry_h=True, carry_c=True, accumulate=True):
+def layer_backward_variant(carry_h=True, carry_c=True, accumulate=True, forward=False):
     def answer(dHs, caches, W):
         batch, h = caches[0][2].shape
         dX = np.empty((batch, len(caches), caches[0][0].shape[1] - h))
         dW, db = np.zeros_like(W), np.zeros(W.shape[1])
         dH, dC = np.zeros((batch, h)), np.zeros((batch, h))
-        for t in reversed(range(len(caches))):
+        steps = range(len(caches))
+        for t in (steps if forward else reversed(steps)):
             dX[:, t], dH_new, dC_new, dW_t, db_t = nl.lstm_step_backward(
                 dHs[:, t] + dH, dC, caches[t], W)
             dH = dH_new if carry_h else np.zeros_like(dH)
@@ -375,6 +383,25 @@ def clip_always(grads, max_norm):
     for g in grads:
         g *= max_norm / norm
     return norm
+
+
+def chunks_variant(advance=1.0, shift=1, streams=True, stop_early=False):
+    """bptt_chunks with one mistake: advance * num_steps per chunk, Y shifted by `shift`,
+    rows taken as neighbouring pieces instead of streams, the last full chunk left out."""
+    def answer(ids, batch_size, num_steps):
+        stream_len = (len(ids) - 1) // batch_size
+        starts = np.arange(batch_size)[:, None] * (stream_len if streams else num_steps)
+        offsets, position = np.arange(num_steps), 0
+        while position + num_steps < stream_len + (0 if stop_early else 1):
+            yield (ids[starts + position + offsets], ids[starts + position + offsets + shift])
+            position += int(advance * num_steps)
+    return answer
+
+
+def temperature_vague_error(logits, temperature):
+    if not temperature > 0:
+        raise ValueError("bad value")
+    return softmax(np.asarray(logits, dtype=float) / temperature)
 
 
 def softmax(z):
@@ -423,18 +450,39 @@ WRONG = [
     ("2.2", step_backward_variant(cell_path="none"), "dC_prev.*cell-state path"),
     ("2.2", step_backward_variant(cell_path="incoming"), "dC_prev.*cell-state path"),
     ("2.2", step_backward_variant(h_path=False), "through H = O \\* tanh\\(C\\)"),
-    ("2.3", layer_backward_variant(carry_h=False), "last step is right"),
-    ("2.3", layer_backward_variant(carry_c=False), "last step is right"),
+    ("2.2", step_backward_variant(order=(0, 1, 3, 2)),
+     "dA \\(seen through db\\) has the blocks of \\[i, f, o, g\\] in this order"
+     ".*\\[i \\| f \\| g \\| o\\]"),
+    ("2.2", step_backward_variant(order=(1, 0, 2, 3)), "has the blocks of \\[f, i, g, o\\]"),
+    ("2.2", step_backward_variant(dtanh=lambda y: 1 - y),
+     "dA \\(seen through db = dA.sum\\(axis=0\\)\\) differs in the blocks of the input gate I, "
+     "forget gate F and candidate G"),
+    ("2.2", step_backward_variant(db_mean=True), "db differs.*dW agrees, so dA is right"),
+    ("2.2", step_backward_variant(xh_swapped=True),
+     "dW differs.*dA \\(seen through db\\) is right.*XH = \\[X, H_prev\\]"),
+    ("2.3", layer_backward_variant(carry_h=False), "only the last step \\(t = 5\\) matches"),
+    ("2.3", layer_backward_variant(carry_c=False), "only the last step \\(t = 5\\) matches"),
+    ("2.3", layer_backward_variant(forward=True), "FORWARD in time.*reversed"),
+    ("2.3", layer_backward_variant(forward=True, carry_h=False, carry_c=False),
+     "only the last step \\(t = 5\\) matches"),
     ("2.3", layer_backward_variant(accumulate=False), "dW.*SUM"),
     ("2.4", clip_per_element, "np.clip"),
     ("2.4", clip_per_array, "each array on its own"),
     ("2.4", clip_not_in_place, "in place"),
     ("2.4", clip_always, "only when the norm exceeds"),
-    ("2.5", temperature_after_softmax, "sum to .*BEFORE the softmax"),
-    ("2.5", temperature_multiplied, "T < 1 sharpens"),
-    ("2.5", temperature_overflows, "subtract the largest logit"),
-    ("2.5", temperature_unchecked, "temperature=0.0"),
-    ("2.5", temperature_whole_array, "LAST axis"),
+    ("2.5", chunks_variant(advance=2), "chunk 1 of row 0 starts at character 16.*advanced "
+     "twice per chunk"),
+    ("2.5", chunks_variant(advance=0.875), "chunk 1 of row 0 starts at character 7.*moved on "
+     "by 7, not num_steps = 8"),
+    ("2.5", chunks_variant(shift=0), "Y of chunk 0 is not X shifted by one"),
+    ("2.5", chunks_variant(streams=False), "row r reads stream r"),
+    ("2.5", chunks_variant(stop_early=True), "yielded 4 chunks, expected 5"),
+    ("2.6", temperature_after_softmax, "sum to .*BEFORE the softmax"),
+    ("2.6", temperature_multiplied, "T < 1 sharpens"),
+    ("2.6", temperature_overflows, "subtract the largest logit"),
+    ("2.6", temperature_unchecked, "temperature=0.0"),
+    ("2.6", temperature_whole_array, "LAST axis"),
+    ("2.6", temperature_vague_error, "ValueError\\('bad value'\\), which does not say what to do"),
 ]
 
 
@@ -456,3 +504,51 @@ def test_nn_lstm_equality_check(capsys):
         return Hs + 1e-6, final, cache
     with pytest.raises(checks.ExerciseFailed, match="differs from torch.nn.LSTM"):
         check.matches_nn_lstm(off_by_a_little)
+
+
+# ------------------------------------------------------------------ the debugging clinic
+def lesson_cell(startswith):
+    """The source of the lesson's code cell that starts with ``startswith``."""
+    notebook = jupytext.read(ROOT / "book" / "02_numpy_lstm.md", fmt="md:myst")
+    found = [c.source for c in notebook.cells
+             if c.cell_type == "code" and c.source.startswith(startswith)]
+    assert len(found) == 1, startswith
+    return found[0]
+
+
+def test_clinic_buggy_function_fails_with_the_message_that_leads_to_the_bug():
+    """The function the student gets, taken from the lesson, fails; the lesson's fix passes."""
+    namespace = {"np": np}
+    exec(lesson_cell("def seed_style_chunks"), namespace)  # noqa: S102 - the lesson's own cell
+    with pytest.raises(checks.ExerciseFailed,
+                       match=r"Exercise 2\.5 .*chunk 1 of row 0 starts at character 16, but "
+                             r"chunk 0 of that row ended at character 7.*moved on by 16 = 2 \* "
+                             r"num_steps: it is advanced twice per chunk.*every line that moves "
+                             r"the position"):
+        check.bptt_chunks(namespace["seed_style_chunks"])
+    buggy = lesson_cell("def seed_style_chunks").splitlines()
+    fixed = [line for line in buggy if "then on to the next chunk" not in line]
+    assert len(fixed) == len(buggy) - 1     # the fix deletes the second advance, nothing else
+    exec("\n".join(fixed), namespace)        # noqa: S102
+    check.bptt_chunks(namespace["seed_style_chunks"])
+
+
+def test_bptt_chunks_equals_the_course_batches():
+    ids = np.arange(1000) % 17
+    ours = list(nl.bptt_chunks(ids, 4, 9))
+    theirs = list(data.bptt_batches(ids, 4, 9))
+    assert len(ours) == len(theirs) == 27
+    for (X, Y), (X_ref, Y_ref) in zip(ours, theirs):
+        np.testing.assert_array_equal(X, X_ref)
+        np.testing.assert_array_equal(Y, Y_ref)
+    with pytest.raises(ValueError, match="too few"):
+        next(nl.bptt_chunks(np.arange(10), 4, 8))
+
+
+@pytest.mark.parametrize("number", ["2.2", "2.3"])
+def test_hints_nudge_without_the_formula(number):
+    """The placeholder's hint is read before trying: no formula, no code (issue 15)."""
+    notebook = jupytext.read(ROOT / "book" / "02_numpy_lstm.md", fmt="md:myst")
+    hint = next(c.metadata["hint"] for c in notebook.cells
+                if c.metadata.get("exercise") == number)
+    assert not any(token in hint for token in ("=", "@", "**", "[:", "(1 -")), hint

@@ -7,6 +7,7 @@ The lesson's layout: ``W`` has shape (num_inputs + num_hiddens, 4 * num_hiddens)
 columns in the order i, f, g, o; torch keeps the transposes, ``weight_ih`` (4h, num_inputs) and
 ``weight_hh`` (4h, h), plus two biases that add up (we put ours in ``bias_ih``).
 """
+import itertools
 import warnings
 
 import numpy as np
@@ -147,16 +148,39 @@ def _torch_step_grads(X, H, C, W, b, dH, dC):
     return Xt.grad.numpy(), Ht.grad.numpy(), Ct.grad.numpy(), dW, cell.bias_ih.grad.numpy()
 
 
-def _blockwise(name, got, ref, h, axis_label):
-    """Name the gates whose blocks of columns differ, with the hint for them."""
+def _blocks_of(name, got, ref, h):
+    """For each block k of ``got``, the blocks of ``ref`` it equals (columns k*h:(k+1)*h)."""
     got = as_array(got, name)
     if got.shape != ref.shape:
         expect_close(name, got, ref)
-    wrong = [g for k, g in enumerate(GATES)
-             if not np.allclose(got[..., k * h:(k + 1) * h], ref[..., k * h:(k + 1) * h], **TOL)]
+    block = lambda a, k: a[..., k * h:(k + 1) * h]  # noqa: E731
+    return got, [[j for j in range(4) if np.allclose(block(got, k), block(ref, j), **TOL)]
+                 for k in range(4)]
+
+
+def _gate_list(gates) -> str:
+    names = [GATE_NAMES[g] for g in gates]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _diagnose_dA(db, db_ref, h):
+    """dA seen through db = dA.sum(axis=0): a block order, or the gates whose blocks differ."""
+    got, matches = _blocks_of("db", db, db_ref, h)
+    wrong = [g for k, g in enumerate(GATES) if k not in matches[k]]
     if not wrong:
         return
-    err = np.abs(got - ref).max()
+    moved = {k: [j for j in m if j != k] for k, m in enumerate(matches)}
+    if any(moved.values()):
+        holds = [f"its {GATE_NAMES[GATES[k]]} block (columns {k}*h:{k + 1}*h) holds the "
+                 f"{GATE_NAMES[GATES[js[0]]]}'s gradient" for k, js in moved.items() if js]
+        if all(len(m) == 1 for m in matches) and sorted(m[0] for m in matches) == [0, 1, 2, 3]:
+            order = ", ".join(GATES[m[0]].lower() for m in matches)
+            lead = f"dA (seen through db) has the blocks of [{order}] in this order"
+        else:
+            lead = "dA (seen through db) has blocks in the wrong places"
+        raise ExerciseFailed(f"{lead}: {'; '.join(holds)}. Hint: W's columns, and so A's and "
+                             "dA's, are ordered [i | f | g | o]: concatenate dA_i, dA_f, dA_g, "
+                             "dA_o in that order")
     if len(wrong) >= 3 and "O" not in wrong:
         hint = DC_TOTAL_HINT
     elif len(wrong) >= 3:
@@ -164,9 +188,11 @@ def _blockwise(name, got, ref, h, axis_label):
                 + "; ".join(DA_HINTS[g] for g in wrong))
     else:
         hint = "; ".join(DA_HINTS[g] for g in wrong)
-    raise ExerciseFailed(f"{name} differs from the reference in the {axis_label} of "
-                         f"{', '.join(GATE_NAMES[g] for g in wrong)} (max abs error {err:.3g}). "
-                         f"Hint: {hint}")
+    err = max(np.abs(got[..., k * h:(k + 1) * h] - db_ref[..., k * h:(k + 1) * h]).max()
+              for k, g in enumerate(GATES) if g in wrong)
+    raise ExerciseFailed(f"dA (seen through db = dA.sum(axis=0)) differs in the block"
+                         f"{'s' if len(wrong) > 1 else ''} of the {_gate_list(wrong)} "
+                         f"(max abs error {err:.3g}). Hint: {hint}")
 
 
 @exercise("2.2", "backward through one step")
@@ -180,8 +206,22 @@ def cell_backward(answer):
 
     result = answer(dH.copy(), dC.copy(), tuple(c.copy() for c in cache), W.copy())
     dX, dH_prev, dC_prev, dW, db = _unpack(result, 5, "(dX, dH_prev, dC_prev, dW, db)")
-    _blockwise("db", db, db_ref, h, "entries")
-    _blockwise("dW", dW, dW_ref, h, "columns")
+    dW = as_array(dW, "dW")
+    if dW.shape != dW_ref.shape:
+        expect_close("dW", dW, dW_ref, hint="dW = XH.T @ dA has the shape of W")
+    dW_right = np.allclose(dW, dW_ref, **TOL)
+    if dW_right and not _close(db, db_ref):     # dA is right (dW = XH.T @ dA agrees)
+        expect_close("db", db, db_ref, **TOL,
+                     hint="dW agrees, so dA is right: db = dA.sum(axis=0), the sum over the "
+                          "batch, as the bias is added to every row")
+    _diagnose_dA(db, db_ref, h)
+    if not dW_right:
+        _, matches = _blocks_of("dW", dW, dW_ref, h)
+        wrong = [g for k, g in enumerate(GATES) if k not in matches[k]]
+        expect_close("dW", dW, dW_ref, **TOL,
+                     hint=f"dA (seen through db) is right, but dW differs in the columns of the "
+                          f"{_gate_list(wrong or GATES)}: dW = XH.T @ dA, with XH = [X, H_prev] "
+                          "from the cache (X first)")
     expect_close("dC_prev", dC_prev, dC_ref, **TOL,
                  hint="dC_prev = dC_total * F, the cell-state path, where " + DC_TOTAL_HINT)
     expect_close("dX", dX, dX_ref, **TOL,
@@ -207,6 +247,19 @@ def _torch_layer(X, H0, C0, W, b, dHs):
             lstm.bias_ih_l0.grad.numpy())
 
 
+def _forward_in_time(caches, W, b, dHs):
+    """dX of the usual slip: the loop over the steps run forward, t = 0, 1, ..., each step fed
+    dHs[:, t] plus the dH, dC of the step BEFORE it (each step differentiated by torch)."""
+    h = dHs.shape[2]
+    dH, dC, dX = np.zeros_like(dHs[:, 0]), np.zeros_like(dHs[:, 0]), []
+    for t, cache in enumerate(caches):
+        XH, C_prev = cache[0], cache[1]
+        dX_t, dH, dC, _, _ = _torch_step_grads(XH[:, :-h], XH[:, -h:], C_prev, W, b,
+                                               dHs[:, t] + dH, dC)
+        dX.append(dX_t)
+    return np.stack(dX, axis=1)
+
+
 @exercise("2.3", "backpropagation through time")
 def backward_through_time(answer):
     p = _problem(seed=23, batch=3, num_inputs=4, num_hiddens=4, num_steps=6)
@@ -225,15 +278,25 @@ def backward_through_time(answer):
         expect_close("dX", dX, dX_ref)
     wrong_steps = [t for t in range(6) if not np.allclose(dX[:, t], dX_ref[:, t], **TOL)]
     if wrong_steps:
+        if _close(dX, _forward_in_time(caches, W, b, dHs)):
+            raise ExerciseFailed(
+                "dX differs at every step, and it is what a loop run FORWARD in time gives "
+                "(t = 0, 1, ..., 5, carrying dH and dC from step t to step t+1). Hint: the "
+                "gradient flows back against time: only the last step (t = 5) can be done "
+                "first, since nothing comes after it; then step 4, which needs what step 5 "
+                "sent back, and so on down to t = 0: for t in reversed(range(num_steps))")
         if wrong_steps == list(range(5)):
-            hint = ("the last step is right but the earlier ones are not: walk from the last "
-                    "step to the first, pass dHs[:, t] + dH (what step t+1 sent back) and the "
+            hint = ("only the last step (t = 5) matches: it needs nothing from the future. The "
+                    "earlier steps miss what step t+1 sends back: pass dHs[:, t] + dH and the "
                     "carried dC to lstm_step_backward, and keep the dH, dC it returns for step "
-                    "t-1")
+                    "t-1 (walking from the last step to the first)")
+        elif 5 in wrong_steps:
+            hint = ("even the last step (t = 5) differs, and it needs only dHs[:, 5] and zeros "
+                    "for dH and dC: start from zeros at the last step and walk back (if check "
+                    "2.2 fails, fix it first)")
         else:
             hint = ("step t's lstm_step_backward needs dHs[:, t] + dH and dC carried back from "
-                    "step t+1, starting from zeros at the last step (if check 2.2 fails, fix it "
-                    "first)")
+                    "step t+1, starting from zeros at the last step")
         expect_close(f"dX at step {wrong_steps[-1]} (of 0..5)", dX[:, wrong_steps[-1]],
                      dX_ref[:, wrong_steps[-1]], **TOL, hint=hint)
     expect_close("dW", dW, dW_ref, **TOL,
@@ -296,7 +359,69 @@ def clipping(answer):
 
 
 # ---------------------------------------------------------------------------------- 2.5
-@exercise("2.5", "softmax with temperature")
+def _chunk_starts(X, stream_len):
+    """Row by row, where a chunk of ids = arange(...) starts: (stream, position in it)."""
+    return [(int(x) // stream_len, int(x) % stream_len) for x in X[:, 0]]
+
+
+@exercise("2.5", "debugging clinic: the chunks of the text")
+def bptt_chunks(answer):
+    """Fixed values: on ids = 0, 1, 2, ... every id is its own position in the text."""
+    batch_size, num_steps, stream_len = 3, 8, 40
+    ids = np.arange(batch_size * stream_len + 1)
+    expected_count = stream_len // num_steps                # 5 chunks of 8 in a stream of 40
+    chunks = list(itertools.islice(answer(ids.copy(), batch_size, num_steps),
+                                   expected_count + 3))
+    for k, chunk in enumerate(chunks):
+        X, Y = (as_array(a, f"{name} of chunk {k}")
+                for a, name in zip(_unpack(chunk, 2, f"chunk {k} as a pair (X, Y)"), "XY"))
+        for name, a in (("X", X), ("Y", Y)):
+            if a.shape != (batch_size, num_steps):
+                raise ExerciseFailed(f"{name} of chunk {k} has shape {a.shape}, expected "
+                                     f"(batch_size, num_steps) = {(batch_size, num_steps)}")
+        if not np.array_equal(Y, X + 1):
+            raise ExerciseFailed(f"Y of chunk {k} is not X shifted by one character: for X[0] "
+                                 f"= {X[0].astype(int).tolist()} Y[0] should be the next "
+                                 f"characters, {(X[0] + 1).astype(int).tolist()}, got "
+                                 f"{Y[0].astype(int).tolist()}")
+        if not np.array_equal(X, X[:, :1] + np.arange(num_steps)):
+            raise ExerciseFailed(f"the rows of X in chunk {k} are not runs of consecutive "
+                                 f"characters: X[0] = {X[0].astype(int).tolist()}")
+        starts = _chunk_starts(X, stream_len)
+        if starts != [(r, starts[0][1]) for r in range(batch_size)]:
+            raise ExerciseFailed(
+                f"the rows of chunk {k} start at characters {X[:, 0].astype(int).tolist()}; "
+                f"with {len(ids)} ids cut into {batch_size} streams of {stream_len}, row r "
+                f"reads stream r, which starts at character r * {stream_len}, so they should "
+                f"start at {[r * stream_len + k * num_steps for r in range(batch_size)]}")
+        position, expected = starts[0][1], k * num_steps
+        if position != expected:
+            moved = position - (k - 1) * num_steps
+            twice = moved == 2 * num_steps
+            why = (f" From one chunk to the next the position moved on by {moved} = 2 * "
+                   "num_steps: it is advanced twice per chunk, and every other chunk of the text "
+                   "is never read. Hint: find every line that moves the position on." if twice else
+                   f" From one chunk to the next the position moved on by {moved}, not "
+                   f"num_steps = {num_steps}. Hint: move the position on by num_steps, once per "
+                   "chunk.")
+            raise ExerciseFailed(
+                f"chunk {k} of row 0 starts at character {position}, but chunk {k - 1} of that "
+                f"row ended at character {expected - 1}: chunk {k} must start at {expected}, "
+                f"where chunk {k - 1} stopped, or the state carried out of chunk {k - 1} meets "
+                f"text that does not follow the text it has read.{why}")
+    if len(chunks) != expected_count:
+        raise ExerciseFailed(
+            f"with streams of {stream_len} characters and num_steps = {num_steps} the function "
+            f"yielded {len(chunks)}{'+' if len(chunks) > expected_count else ''} chunks, "
+            f"expected {expected_count}: every full chunk of {num_steps} inside a stream, and "
+            "none that runs past its end")
+
+
+# ---------------------------------------------------------------------------------- 2.6
+TEMPERATURE_WORDS = ("> 0", ">0", "positive", "greater than 0", "greater than zero")
+
+
+@exercise("2.6", "softmax with temperature")
 def temperature(answer):
     logits = np.log([1.0, 2.0, 4.0])
     cases = [(1.0, np.array([1, 2, 4]) / 7),
@@ -331,7 +456,15 @@ def temperature(answer):
         for T in (0.0, -1.0):
             try:
                 answer(logits.copy(), T)
-            except ValueError:
+            except ValueError as err:
+                message = str(err).lower()
+                if "temperature" not in message or not any(w in message
+                                                            for w in TEMPERATURE_WORDS):
+                    raise ExerciseFailed(
+                        f"temperature={T} raised ValueError({str(err)!r}), which does not say "
+                        "what to do. Hint: name the argument and the values it takes, e.g. "
+                        "'temperature must be > 0, got ...', and if you like, what to use "
+                        "(1.0 samples the model as trained)") from None
                 continue
             except Exception as err:  # noqa: BLE001 - report what was raised instead
                 raise ExerciseFailed(f"temperature={T} raised {type(err).__name__}. Hint: "

@@ -118,6 +118,34 @@ GRAD_MEANING = {"W_xh": "(num_inputs, num_hiddens)", "W_hh": "(num_hiddens, num_
                 "b_h": "(num_hiddens,)", "H0": "(batch, num_hiddens)"}
 
 
+BPTT_RECIPE = (
+    "go backwards from t = T-1: dH_total = dH[t] + carry; dA = dH_total * (1 - H_t**2); "
+    "W_xh += X_t.T @ dA; W_hh += H_{t-1}.T @ dA (the state BEFORE the step); "
+    "b_h += dA.sum(0); carry = dA @ W_hh.T; finally H0 = carry.")
+ONLY_WRONG = {  # when the other gradients are right, dA_t is right: the fault is in one line
+    ("W_xh",): "dA_t is right (the other gradients agree); W_xh's gradient is the sum over the "
+               "steps of X_t.T @ dA_t.",
+    ("W_hh",): "dA_t is right (the other gradients agree); W_hh's gradient pairs dA_t with the "
+               "state that ENTERED step t: the sum of H_{t-1}.T @ dA_t, with H0 at the first "
+               "step (Hs[t] is the state after the step).",
+    ("b_h",): "dA_t is right (the other gradients agree); b_h's gradient sums dA_t over the "
+              "batch (axis 0) and over the steps.",
+    ("H0",): "dA_t is right (the other gradients agree); H0's gradient is what the first step "
+             "sends back, dA_1 @ W_hh.T: the carry after the loop.",
+}
+
+
+def _grad_tolerance(expected) -> dict:
+    """Error / largest entry <= GRAD_RTOL."""
+    return dict(atol=GRAD_RTOL * float(np.abs(as_array(expected, "reference")).max()),
+                rtol=GRAD_RTOL)
+
+
+def _close_grad(got, expected) -> bool:
+    got, expected = np.asarray(got, dtype=np.float64), as_array(expected, "reference")
+    return got.shape == expected.shape and np.allclose(got, expected, **_grad_tolerance(expected))
+
+
 def _bptt_problem(seed=202, num_steps=6, batch=3, num_inputs=4, num_hiddens=5):
     torch = _torch()
     gen = torch.Generator().manual_seed(seed)
@@ -176,14 +204,11 @@ def rnn_bptt(answer):
         "the factor 1 - H_t**2 (the derivative of tanh) is missing: dA_t = (gradient reaching "
         "H_t) * (1 - H_t**2).": tuple(_bptt_autograd(**p, mistake="no_tanh").values()),
     }
-    hint = _diagnose(ordered, mistakes, default=(
-        "go backwards from t = T-1: dH_total = dH[t] + carry; dA = dH_total * (1 - H_t**2); "
-        "W_xh += X_t.T @ dA; W_hh += H_{t-1}.T @ dA (the state BEFORE the step); "
-        "b_h += dA.sum(0); carry = dA @ W_hh.T; finally H0 = carry."))
+    wrong = [k for k in GRAD_NAMES if not _close_grad(got[k], expected[k])]
+    hint = _diagnose(ordered, mistakes, default=ONLY_WRONG.get(tuple(wrong), BPTT_RECIPE))
     for k in GRAD_NAMES:  # a relative tolerance: error / largest entry <= 1e-7
-        scale = float(expected[k].abs().max())
-        expect_close(f"the gradient {k}", got[k], expected[k], atol=GRAD_RTOL * scale,
-                     rtol=GRAD_RTOL, hint=hint)
+        expect_close(f"the gradient {k}", got[k], expected[k], hint=hint,
+                     **_grad_tolerance(expected[k]))
 
 
 # ------------------------------------------------------------------------------------ 1.3
