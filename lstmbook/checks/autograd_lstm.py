@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 
-from . import ExerciseFailed, exercise, expect_close, numeric_grad
+from . import ExerciseFailed, exercise, expect_close, numeric_grad, student_error
 
 
 def _run(what, action, hint):
@@ -22,7 +22,7 @@ def _run(what, action, hint):
     except ExerciseFailed:
         raise
     except Exception as err:  # noqa: BLE001 - any failure of the answer is reported, with a hint
-        raise ExerciseFailed(f"{what} raised {type(err).__name__}: {err}. Hint: {hint}") from None
+        raise student_error(err, what, hint) from err  # keeps the student's file and line
 
 
 def _leaf_grad(leaf, name, hint):
