@@ -335,50 +335,30 @@ class ScriptedLSTM(FusedLSTM):
 
 
 # Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
-def onednn_linear():
-    """oneDNN's matrix product as PyTorch exposes it internally, or None where unavailable."""
-    try:
-        op = torch.ops.mkldnn._linear_pointwise
-        op.binary, torch.ops.mkldnn._reorder_linear_weight  # noqa: B018 (both must exist)
-    except (AttributeError, RuntimeError):
-        return None
-    return op if torch.backends.mkldnn.is_available() else None
+def torch_product(W, rows=None):
+    """x -> x @ W.T (+ add, + bias) for one fixed W, with PyTorch's public torch.addmm.
+
+    rows (how many rows the x's will have) is a hint for products that prepare W for it;
+    this one needs none."""
+    W_t = W.t()
+
+    def product(x, add=None, bias=None):
+        out = x @ W_t if add is None else torch.addmm(add, x, W_t)
+        return out if bias is None else out.add_(bias)
+    return product
 
 
 # Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
-class Product:
-    """x @ W.T (+ add, + bias) for one fixed W: oneDNN for float32 CPU tensors, else torch.
-
-    rows: the number of rows of the x's to come; when given, W is repacked once into oneDNN's
-    preferred layout, which pays off when the same W multiplies many small x's."""
-
-    def __init__(self, W, onednn=True, rows=None):
-        usable = onednn and W.dtype == torch.float32 and W.device.type == "cpu"
-        self.op = onednn_linear() if usable else None
-        if self.op is None:
-            self.W = W.t()
-        else:
-            self.W = torch.ops.mkldnn._reorder_linear_weight(W, rows) if rows else W.contiguous()
-
-    def __call__(self, x, add=None, bias=None):
-        if self.op is None:
-            out = x @ self.W if add is None else torch.addmm(add, x, self.W)
-            return out if bias is None else out.add_(bias)
-        if add is None:
-            return self.op(x, self.W, bias, "none", [], "")
-        return self.op.binary(x, add, self.W, bias, "add")
-
-
-# Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
-def lstm_forward(X, H0, C0, W_ih, W_hh, b_ih, b_hh, onednn=True):
-    """One layer's forward pass; returns A (the gates I, F, G, O of every step), Hs, Cs, tanh_C."""
+def lstm_forward(X, H0, C0, W_ih, W_hh, b_ih, b_hh, product=torch_product):
+    """One layer's forward pass; returns A (the gates I, F, G, O of every step), Hs, Cs, tanh_C.
+    product(W, rows) makes the function x -> x @ W.T (+ add, + bias): torch_product."""
     T, B = X.shape[:2]
     h = W_hh.shape[1]
     scale = X.new_ones(4 * h, 1)
     scale[2 * h:3 * h] = 2.0  # candidate rows doubled: tanh(z) = 2 sigmoid(2z) - 1
-    XW = Product(W_ih * scale, onednn)(X.reshape(T * B, -1), bias=(b_ih + b_hh) * scale[:, 0])
+    XW = product(W_ih * scale)(X.reshape(T * B, -1), bias=(b_ih + b_hh) * scale[:, 0])
     XW = XW.view(T, B, 4 * h)        # input projections of all steps, one product
-    recurrent = Product(W_hh * scale, onednn, rows=B)
+    recurrent = product(W_hh * scale, rows=B)
     A = torch.empty_like(XW)         # (T, batch, 4 * hidden): activations I, F, G, O of every step
     Hs, Cs = X.new_empty(T + 1, B, h), X.new_empty(T + 1, B, h)  # H_{t-1}, C_{t-1}
     tanh_C = X.new_empty(T, B, h)
@@ -412,13 +392,13 @@ def gate_factors(A, Cs, tanh_C):
 
 
 # Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
-def lstm_backward(dY, dH_n, dC_n, W_hh, A, Cs, tanh_C, onednn=True):
+def lstm_backward(dY, dH_n, dC_n, W_hh, A, Cs, tanh_C, product=torch_product):
     """BPTT through one layer: returns delta, the gradient at the gate pre-activations of every
     step (T, batch, 4 * hidden), and the gradients at H0 and C0."""
     T, B, h = tanh_C.shape
     Q, R, K = gate_factors(A, Cs, tanh_C)
     F = A.chunk(4, 2)[1]             # the forget gate: (T, batch, hidden)
-    recurrent = Product(W_hh.t().contiguous(), onednn, rows=B)
+    recurrent = product(W_hh.t(), rows=B)  # x -> x @ W_hh
     delta = torch.empty_like(A)      # gradient at the gate pre-activations
     D_ifg = delta.view(T, B, 4, h)[:, :, :3].unbind(0)
     D_o, Q_, R_, K_, F_, dY_ = (x.unbind(0) for x in (delta[:, :, 3 * h:], Q, R, K, F, dY))
@@ -437,9 +417,9 @@ class LSTMFunction(torch.autograd.Function):
     """One LSTM layer over a sequence with a hand-written backward pass (BPTT)."""
 
     @staticmethod
-    def forward(ctx, X, H0, C0, W_ih, W_hh, b_ih, b_hh, onednn=True):
-        A, Hs, Cs, tanh_C = lstm_forward(X, H0, C0, W_ih, W_hh, b_ih, b_hh, onednn)
-        ctx.onednn = onednn
+    def forward(ctx, X, H0, C0, W_ih, W_hh, b_ih, b_hh, product=torch_product):
+        A, Hs, Cs, tanh_C = lstm_forward(X, H0, C0, W_ih, W_hh, b_ih, b_hh, product)
+        ctx.product = product
         ctx.save_for_backward(X, W_ih, W_hh, A, Hs, Cs, tanh_C)
         return Hs[1:], Hs[-1].clone(), Cs[-1].clone()
 
@@ -447,28 +427,23 @@ class LSTMFunction(torch.autograd.Function):
     def backward(ctx, dY, dH_n, dC_n):
         X, W_ih, W_hh, A, Hs, Cs, tanh_C = ctx.saved_tensors
         T, B, h = tanh_C.shape
-        delta, dH, dC = lstm_backward(dY, dH_n, dC_n, W_hh, A, Cs, tanh_C, ctx.onednn)
+        delta, dH, dC = lstm_backward(dY, dH_n, dC_n, W_hh, A, Cs, tanh_C, ctx.product)
         delta = delta.view(T * B, 4 * h)
-        need = ctx.needs_input_grad
-        dX = Product(W_ih.t(), ctx.onednn)(delta).view(X.shape) if need[0] else None
-        delta_t = delta.t().contiguous() if need[3] or need[4] else None
-        dW_ih = Product(X.reshape(T * B, -1).t(), ctx.onednn)(delta_t) if need[3] else None
-        dW_hh = Product(Hs[:-1].reshape(T * B, h).t(), ctx.onednn)(delta_t) if need[4] else None
+        need, product = ctx.needs_input_grad, ctx.product
+        dX = product(W_ih.t())(delta).view(X.shape) if need[0] else None  # delta @ W_ih
+        delta_t = delta.t() if need[3] or need[4] else None  # (4 * hidden, T * batch)
+        dW_ih = product(X.reshape(T * B, -1).t())(delta_t) if need[3] else None
+        dW_hh = product(Hs[:-1].reshape(T * B, h).t())(delta_t) if need[4] else None
         db = delta.sum(0) if need[5] or need[6] else None
         return dX, dH, dC, dW_ih, dW_hh, db, db, None
 
 
 # Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
 def fast_layer(X, H, C, W_ih, W_hh, b_ih, b_hh):
-    return LSTMFunction.apply(X.contiguous(), H, C, W_ih, W_hh, b_ih, b_hh, True)
-
-
-# Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
-def fast_layer_torch_gemm(X, H, C, W_ih, W_hh, b_ih, b_hh):
-    return LSTMFunction.apply(X.contiguous(), H, C, W_ih, W_hh, b_ih, b_hh, False)
+    return LSTMFunction.apply(X.contiguous(), H, C, W_ih, W_hh, b_ih, b_hh)
 
 
 # Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
 class FastLSTM(FusedLSTM):
-    """FusedLSTM with the hand-written backward pass of LSTMFunction (oneDNN products on CPU)."""
+    """FusedLSTM with the hand-written backward pass of LSTMFunction."""
     layer_fn = staticmethod(fast_layer)
