@@ -171,8 +171,9 @@ def test_checks_pass_on_the_lesson_answers(capsys):
     check.fused_step(lesson.fused_step)
     check.copy_lstm_weights(lesson.copy_lstm_weights, lesson.NaiveLSTM)
     check.init_forget_bias(lesson.init_forget_bias, lesson.FusedLSTM)
+    check.initial_state_gradient(clinic_functions()["initial_state_gradient"])
     printed = capsys.readouterr().out
-    for number in ("4.1", "4.2", "4.3", "4.4"):
+    for number in ("4.1", "4.2", "4.3", "4.4", "4.5"):
         assert f"Exercise {number} passed" in printed
 
 
@@ -181,6 +182,7 @@ def test_checks_pass_on_the_lesson_answers(capsys):
     ("4.2", lambda a: check.fused_step(a)),
     ("4.3", lambda a: check.copy_lstm_weights(a, lesson.NaiveLSTM)),
     ("4.4", lambda a: check.init_forget_bias(a, lesson.FusedLSTM)),
+    ("4.5", lambda a: check.initial_state_gradient(a)),
 ])
 def test_checks_reject_the_placeholder(number, run):
     with pytest.raises(checks.ExerciseNotDone, match=rf"Exercise {number} .* not implemented yet"):
@@ -211,6 +213,9 @@ S, Tanh = torch.sigmoid, torch.tanh
      "forget gate"),
     (naive_variant(lambda c, xh: (Tanh(c.W_i(xh)), S(c.W_f(xh)), Tanh(c.W_g(xh)), S(c.W_o(xh)))),
      "input gate"),
+    (naive_variant(lambda c, xh: tuple(act(xh @ W.weight.t()) for act, W in (
+        (S, c.W_i), (S, c.W_f), (Tanh, c.W_g), (S, c.W_o)))),
+     r"all four gates differ, because their pre-activation lacks the biases"),
     (naive_variant(lambda c, xh: tuple(x.detach() for x in (
         S(c.W_i(xh)), S(c.W_f(xh)), Tanh(c.W_g(xh)), S(c.W_o(xh))))), "autograd"),
 ])
@@ -219,9 +224,10 @@ def test_naive_gate_check_rejects_wrong_answers(wrong, message):
         check.naive_cell_step(wrong)
 
 
-def fused_variant(order="ifgo", out_act=torch.sigmoid, transpose=True):
+def fused_variant(order="ifgo", out_act=torch.sigmoid, transpose=True, pre=None):
     def step(XW_t, H0, C0, W_hh):
-        gates = torch.addmm(XW_t, H0, W_hh.t() if transpose else W_hh)
+        gates = (pre(XW_t, H0, W_hh) if pre is not None
+                 else torch.addmm(XW_t, H0, W_hh.t() if transpose else W_hh))
         blocks = dict(zip(order, gates.chunk(4, dim=1)))
         C = S(blocks["f"]) * C0 + S(blocks["i"]) * Tanh(blocks["g"])
         return out_act(blocks["o"]) * Tanh(C), C
@@ -233,6 +239,11 @@ def fused_variant(order="ifgo", out_act=torch.sigmoid, transpose=True):
     (fused_variant(order="fiog"), "order i, f, g, o"),
     (fused_variant(out_act=torch.tanh), "output gate"),
     (fused_variant(transpose=False), r"raised RuntimeError.*W_hh\.t\(\)"),
+    (fused_variant(pre=lambda XW_t, H0, W_hh: H0 @ W_hh.t()),
+     r"all four gates differ, because their pre-activation lacks the input projection with "
+     r"the biases.*XW_t \+ H @ W_hh\.t\(\)"),
+    (fused_variant(pre=lambda XW_t, H0, W_hh: XW_t),
+     r"all four gates differ, because their pre-activation lacks the recurrent term"),
 ])
 def test_fused_step_check_rejects_wrong_answers(wrong, message):
     with pytest.raises(checks.ExerciseFailed, match=message):
@@ -294,6 +305,56 @@ def forget_variant(block=1, both=False, zero_hh=True, layers=None):
 def test_forget_bias_check_rejects_wrong_answers(wrong, message):
     with pytest.raises(checks.ExerciseFailed, match=message):
         check.init_forget_bias(wrong, lesson.FusedLSTM)
+
+
+# --- 4.5, the debugging clinic: the functions are the lesson's own cells -----------------------
+
+def clinic_functions():
+    """seed_style_state_gradient and initial_state_gradient, executed from the lesson's cells."""
+    import jupytext
+    notebook = jupytext.read(lesson_path())
+    namespace = {"torch": torch, "nn": nn}
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and ("def seed_style_state_gradient(" in cell.source
+                                         or "def initial_state_gradient(" in cell.source):
+            exec(cell.source, namespace)  # noqa: S102 - the lesson's own code
+    return namespace
+
+
+def lesson_path():
+    from lstmbook.data import REPO_ROOT
+    return REPO_ROOT / "book" / "04_pytorch_lstm.md"
+
+
+def test_clinic_4_5_buggy_function_fails_with_the_leaf_message():
+    with pytest.warns(UserWarning, match="not a leaf"):
+        with pytest.raises(checks.ExerciseFailed,
+                           match=r"dtype=float64 your function returned None.*\(with float32 it "
+                                 r"returned one\).*not a leaf.*requires_grad=True\)"):
+            check.initial_state_gradient(clinic_functions()["seed_style_state_gradient"])
+
+
+def state_gradient_variant(loss="last", dtype_of_grad=None):
+    def answer(lstm, X, dtype):
+        shape = (lstm.num_layers, X.shape[1], lstm.hidden_size)
+        h_0 = torch.zeros(shape, dtype=dtype, requires_grad=True)
+        out, _ = lstm.to(dtype)(X.to(dtype), (h_0, torch.zeros(shape, dtype=dtype)))
+        (out[-1] if loss == "last" else out).sum().backward()
+        return h_0.grad if dtype_of_grad is None else h_0.grad.to(dtype_of_grad)
+    return answer
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (state_gradient_variant(loss="all"), r"gradient with respect to h_0.*out\[-1\]\.sum\(\)"),
+    (state_gradient_variant(dtype_of_grad=torch.float32),
+     r"gradient is float32, expected float64"),
+    (lambda lstm, X, dtype: torch.zeros(X.shape[1], lstm.hidden_size, dtype=dtype),
+     r"shape \(3, 4\), expected h_0's shape"),
+    (lambda lstm, X, dtype: 0.0, "as a torch.Tensor"),
+])
+def test_state_gradient_check_rejects_wrong_answers(wrong, message):
+    with pytest.raises(checks.ExerciseFailed, match=message):
+        check.initial_state_gradient(wrong)
 
 
 def test_forget_bias_check_rejects_changed_gates():

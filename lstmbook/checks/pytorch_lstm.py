@@ -96,12 +96,40 @@ def _oracle(cell, X, H0, C0):
         return cell(X, (H0, C0))
 
 
+PRE_ACTIVATION = ("the four gates share one pre-activation, A = X_t W_ih^T + H_{t-1} W_hh^T + "
+                  "b_ih + b_hh of shape (batch, 4*hidden) (in the fused step: XW_t + H @ "
+                  "W_hh.t(), XW_t holding the input term and both biases), and each gate is "
+                  "its activation of its own block of A")
+# A term left out of the shared pre-activation: the parameters it zeroes, and its name.
+MISSING_TERMS = ((("weight_ih", "bias_ih", "bias_hh"), "the input projection with the biases, "
+                  "X_t W_ih^T + b (XW_t in the fused step)"),
+                 (("weight_ih",), "the input term X_t W_ih^T"),
+                 (("weight_hh",), "the recurrent term H_{t-1} W_hh^T"),
+                 (("bias_ih", "bias_hh"), "the biases b_ih + b_hh"))
+
+
+def _without(cell, names):
+    """A copy of ``cell`` with the parameters ``names`` set to zero."""
+    other = _permuted(cell, (0, 1, 2, 3))
+    torch = _torch()
+    with torch.no_grad():
+        for name in names:
+            getattr(other, name).zero_()
+    return other
+
+
 def _diagnose(run):
     """Name the gate that makes the answer differ from nn.LSTMCell, using crafted weights."""
     cell = _oracle_cell()
     X, H0, C0 = _inputs()
     got = [v.detach().numpy() for v in _run(run, cell, X, H0, C0)]
     want = [v.numpy() for v in _oracle(cell, X, H0, C0)]
+    # 0. A term missing from the pre-activation that all four gates share: all four differ.
+    for names, term in MISSING_TERMS:
+        other = _without(cell, names)
+        if all(_close(g, w.numpy()) for g, w in zip(got, _oracle(other, X, H0, C0))):
+            return (f"all four gates differ, because their pre-activation lacks {term}: "
+                    f"{PRE_ACTIVATION}")
     # 1. The gates taken from the wrong row blocks: some permutation of i, f, g, o matches.
     for order in itertools.permutations(range(4)):
         if order == (0, 1, 2, 3):
@@ -338,3 +366,53 @@ def init_forget_bias(answer, FusedLSTM=None):
             for name, p in params.items():
                 if name.startswith("weight") and not torch.equal(p.detach(), before[name]):
                     raise ExerciseFailed(f"{label}: {name} changed; only the biases should")
+
+
+@exercise("4.5", "a gradient that never arrives",
+          shapes="X is (seq_len, batch, input_size); h_0 and its gradient are (num_layers, "
+                 "batch, hidden_size)")
+def initial_state_gradient(answer):
+    torch = _torch()
+    layers, steps = 2, 6
+    returned = {}
+    for dtype in (torch.float32, torch.float64):
+        torch.manual_seed(5)
+        lstm = torch.nn.LSTM(D, H, num_layers=layers)
+        X = torch.randn(steps, B, D)
+        got = answer(lstm, X.clone(), dtype)
+        returned[dtype] = got
+        name = str(dtype).replace("torch.", "")
+        if got is None:
+            worked = returned.get(torch.float32) is not None
+            raise ExerciseFailed(
+                f"with dtype={name} your function returned None instead of the gradient"
+                + (" (with float32 it returned one)" if worked else "") + ". Autograd fills "
+                ".grad only for a leaf tensor, one created by you with requires_grad=True, not "
+                "made by an operation. A tensor created with requires_grad=True and then "
+                "converted or moved (.to(dtype), .to(device), .double(), .cuda()) is a copy "
+                "made by an operation: it is not a leaf, and its .grad stays None (PyTorch "
+                "warns when you read it). .to() returns the tensor itself when nothing "
+                "changes, which is why the same code works on a CPU in float32 and fails on a "
+                "GPU or in float64. Create h_0 where it will live, in one call: "
+                "torch.zeros(shape, dtype=dtype, requires_grad=True), with device=... as well "
+                "on a GPU")
+        if not isinstance(got, torch.Tensor):
+            raise ExerciseFailed(f"return the gradient as a torch.Tensor (h_0.grad), got "
+                                 f"{type(got).__name__}")
+        shape = (layers, B, H)
+        if tuple(got.shape) != shape:
+            raise ExerciseFailed(f"with dtype={name} the gradient has shape {tuple(got.shape)},"
+                                 f" expected h_0's shape (num_layers, batch, hidden_size) = "
+                                 f"{shape}")
+        if got.dtype != dtype:
+            raise ExerciseFailed(f"the gradient is {str(got.dtype).replace('torch.', '')}, "
+                                 f"expected {name}: make h_0, X and the module {name}")
+        torch.manual_seed(5)
+        ref = torch.nn.LSTM(D, H, num_layers=layers).to(dtype)
+        h_0 = torch.zeros(shape, dtype=dtype, requires_grad=True)
+        out, _ = ref(X.to(dtype), (h_0, torch.zeros(shape, dtype=dtype)))
+        (want,) = torch.autograd.grad(out[-1].sum(), h_0)
+        expect_close(f"the gradient with respect to h_0 (dtype={name})", got.detach(), want,
+                     atol=1e-5 if dtype == torch.float32 else 1e-12, rtol=0,
+                     hint="the loss is the sum of the last step's output, out[-1].sum(), with "
+                          "a zero c_0; backward() once, on a fresh h_0")

@@ -271,9 +271,10 @@ def char_model_step(model, optimizer, X, Y, clip=1.0, bf16=False):
 
 # Defined in book/04_pytorch_lstm.md, "The common task in plain PyTorch"
 def train_char_model(model, corpus, seconds, *, batch_size=32, seq_len=128, lr=2e-3,
-                     evals=5, desc="training", seed=0):
+                     evals=5, eval_windows=None, desc="training", seed=0):
     """Train on random windows of the training split for a wall-clock budget (evaluations
-    included); return the training history with the full-split validation loss."""
+    included); return the training history. eval_windows: score the first that many
+    validation windows during training (None: the whole split)."""
     batches = random_batches(corpus.train, batch_size, seq_len, np.random.default_rng(seed))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
 
@@ -282,7 +283,8 @@ def train_char_model(model, corpus, seconds, *, batch_size=32, seq_len=128, lr=2
         return char_model_step(model, optimizer, X, Y).item()
 
     history = training.run_for(seconds, step, evals=evals, desc=desc, plot=False,
-                               eval_fn=lambda: validation_loss(model, corpus.val))
+                               eval_fn=lambda: validation_loss(model, corpus.val,
+                                                               max_windows=eval_windows))
     history.tokens = history.num_steps * batch_size * seq_len
     return history
 
