@@ -5,12 +5,14 @@ relative error <= 1e-7; the float32 test allows an absolute error of 1e-5.
 """
 import re
 
+import jupytext
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import torch
 
+from conftest import ROOT
 from lstmbook import checks, data
 from lstmbook.checks import keras_word_lstm as check
 from lstmbook.lessons import keras_word_lstm as kw
@@ -233,13 +235,25 @@ def _placeholder(number):
     return answer
 
 
+def _lesson_function(name):
+    """A function defined in a code cell of the lesson (not saved to lstmbook.lessons), run from
+    the lesson's own source, so that the test sees what the student sees."""
+    lesson = jupytext.read(ROOT / "book" / "05_keras_word_lstm.md", fmt="md:myst")
+    source = next(c.source for c in lesson.cells
+                  if c.cell_type == "code" and f"def {name}(" in c.source)
+    namespace = {"keras": keras, "np": np}
+    exec(compile(source, f"book/05_keras_word_lstm.md ({name})", "exec"), namespace)
+    return namespace[name]
+
+
 @pytest.mark.parametrize("run, answer", [
     (check.tokenize, kw.tokenize),
     (check.generate, kw.generate),
     (check.torch_lstm_to_keras, kw.torch_lstm_to_keras),
-], ids=["5.1", "5.2", "5.3"])
+    (check.next_token_loss, "next_token_loss"),
+], ids=["5.1", "5.2", "5.3", "5.4"])
 def test_check_accepts_the_lesson_answer_and_refuses_the_placeholder(run, answer, capsys):
-    run(answer)
+    run(_lesson_function(answer) if isinstance(answer, str) else answer)
     assert f"Exercise {run.number} passed" in capsys.readouterr().out
     with pytest.raises(checks.ExerciseNotDone,
                        match=f"Exercise {run.number} .*not implemented yet"):
@@ -261,7 +275,7 @@ def test_tokenizer_check_rejects_wrong_answers(wrong, message):
 
 
 def _sampler(after_softmax=False, ignore_top_k=False, keep_state=True, feed_back=True,
-             times_temperature=False):
+             times_temperature=False, greedy=False, global_rng=False):
     """Variants of the generation loop, each with one plausible mistake."""
     def generate(step_fn, prompt_ids, length, temperature=1.0, top_k=None, rng=None):
         if not temperature > 0:
@@ -282,12 +296,24 @@ def _sampler(after_softmax=False, ignore_top_k=False, keep_state=True, feed_back
             if after_softmax:
                 p = p / temperature
                 p /= p.sum()
-            token = int(rng.choice(z.size, p=p))
+            if greedy:
+                token = int(np.argmax(p))
+            elif global_rng:
+                token = int(np.random.choice(z.size, p=p))
+            else:
+                token = int(rng.choice(z.size, p=p))
             out.append(token)
             logits, new_state = step_fn(token if feed_back else last, state)
             state = new_state if keep_state else None
         return out
     return generate
+
+
+def test_generate_check_rejects_a_nested_list():
+    def nested(*args, **kwargs):
+        return [kw.generate(*args, **kwargs)]
+    with pytest.raises(checks.ExerciseFailed, match=r"in the shape \(1, 5\): return a flat list"):
+        check.generate(nested)
 
 
 @pytest.mark.parametrize("wrong, message", [
@@ -296,7 +322,10 @@ def _sampler(after_softmax=False, ignore_top_k=False, keep_state=True, feed_back
     (_sampler(ignore_top_k=True), "top_k=3"),
     (_sampler(keep_state=False), "pass the state that step_fn returned"),
     (_sampler(feed_back=False), "feed each sampled token back"),
-], ids=["after-softmax", "times-temperature", "ignores-top-k", "drops-state", "no-feedback"])
+    (_sampler(greedy=True), "all 3000 draws were token 0, the likeliest.*takes the argmax"),
+    (_sampler(global_rng=True), "gave different tokens.*draw with the generator you were given"),
+], ids=["after-softmax", "times-temperature", "ignores-top-k", "drops-state", "no-feedback",
+        "argmax", "global-rng"])
 def test_generate_check_rejects_wrong_answers(wrong, message):
     with pytest.raises(checks.ExerciseFailed, match=message):
         check.generate(wrong)
@@ -326,7 +355,79 @@ def _tf1_order(lstm):
                 _params(l)["bias_ih_l0"] + _params(l)["bias_hh_l0"]],
      r"kernel has shape \(16, 3\)"),
     (lambda l: [_params(l)["weight_ih_l0"].T, _params(l)["weight_hh_l0"].T], "three arrays"),
-], ids=["gate-order", "one-bias", "reshape", "no-transpose", "two-arrays"])
+    (lambda l: [_params(l)["weight_hh_l0"].T, _params(l)["weight_ih_l0"].T,
+                _params(l)["bias_ih_l0"] + _params(l)["bias_hh_l0"]], "they are swapped"),
+    (lambda l: [_params(l)["weight_ih_l0"].T, _params(l)["weight_hh_l0"].T,
+                np.concatenate([_params(l)["bias_ih_l0"], _params(l)["bias_hh_l0"]])],
+     "two biases side by side.*their sum"),
+    (lambda l: [_params(l)["weight_ih_l0"].T, _params(l)["weight_hh_l0"].T,
+                2 * _params(l)["bias_ih_l0"]], "the bias is not.*bias_ih \\+ bias_hh"),
+], ids=["gate-order", "one-bias", "reshape", "no-transpose", "two-arrays", "swapped",
+        "concatenated-biases", "doubled-bias"])
 def test_mapping_check_rejects_wrong_answers(wrong, message):
     with pytest.raises(checks.ExerciseFailed, match=message):
         check.torch_lstm_to_keras(wrong)
+
+
+# The debugging clinic (5.4): the lesson's buggy loss fails with the message that leads to its
+# first mistake; with that one fixed, the check names the second; fixed, it passes (above).
+
+def _losses(Y, logits, **kwargs):
+    return keras.losses.sparse_categorical_crossentropy(Y, logits, **kwargs)
+
+
+def _twice(Y, logits):
+    """Probabilities fed to a loss that takes logits (NumPy's softmax, which Keras cannot see)."""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    return keras.ops.mean(_losses(Y, p / p.sum(axis=-1, keepdims=True), from_logits=True))
+
+
+@pytest.mark.parametrize("wrong, message", [
+    ("next_token_loss_as_written", "logits read as probabilities.*from_logits=False.*clips every "
+                                   "value.*from_logits=True"),
+    (lambda Y, z: keras.ops.sum(_losses(Y, z, from_logits=True)),
+     "6 times the mean: the loss is summed over the 2 x 3 positions.*Take the mean"),
+    (lambda Y, z: keras.ops.mean(_losses(Y, z)), "logits read as probabilities"),
+    (lambda Y, z: keras.ops.mean(keras.ops.sum(_losses(Y, z, from_logits=True), axis=1)),
+     "3 times the mean: the loss is summed over the 3 steps of each window"),
+    (lambda Y, z: keras.ops.mean(keras.ops.sum(_losses(Y, z, from_logits=True), axis=0)),
+     "2 times the mean: the loss is summed over the 2 windows"),
+    (_twice, "the softmax is taken twice"),
+    (lambda Y, z: _losses(Y, z, from_logits=True),
+     r"returned shape \(2, 3\), expected one number"),
+    (lambda Y, z: np.mean(-np.log(np.take_along_axis(z, Y[..., None], axis=-1))),
+     "returned nan.*log of a logit that is 0 or negative"),
+], ids=["as-written", "sum", "probabilities", "sum-over-steps", "sum-over-batch", "softmax-twice",
+        "per-position", "log-of-logits"])
+def test_loss_check_rejects_wrong_answers(wrong, message):
+    wrong = _lesson_function(wrong) if isinstance(wrong, str) else wrong
+    with np.errstate(invalid="ignore"), pytest.raises(checks.ExerciseFailed, match=message):
+        check.next_token_loss(wrong)
+
+
+def test_the_clinic_candidates_are_what_keras_computes():
+    """The check's model of Keras' from_logits=False (clip, renormalise, log) is Keras' own."""
+    Y, logits = check._loss_inputs(*check.LOSS_CASES[0])
+    np.testing.assert_allclose(check._per_position(Y, logits, "as probabilities"),
+                               np.asarray(_losses(Y, logits)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(check._per_position(Y, logits, "correct"),
+                               np.asarray(_losses(Y, logits, from_logits=True)), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_time_budget_stops_mid_epoch_and_keras_still_validates(capsys):
+    keras.utils.set_random_seed(0)
+    vocab = kw.WordVocab("a b c d e f g h".split(), min_freq=1)
+    model = kw.build_word_lm(len(vocab), embed_dim=4, num_hiddens=5)
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ids = np.arange(400) % len(vocab)
+    train = kw.window_dataset(ids, 5, 4, shuffle=True)  # 80 windows: 20 batches per epoch
+    seen = []
+    count = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))
+    history = model.fit(train, validation_data=kw.window_dataset(ids, 5, 4), epochs=3,
+                        callbacks=[count, kw.TimeBudget(0.0)], verbose=0, shuffle=False)
+    assert seen == [0]  # the first batch ends past a budget of 0 s: the run stops there
+    assert len(history.history["val_loss"]) == 1  # and the stopped epoch is still validated
+    assert "time budget of 0 s reached in epoch 1, after its batch 1" in capsys.readouterr().out

@@ -1,11 +1,15 @@
 """Checks for lesson 5 (book/05_keras_word_lstm.md).
 
 Oracles: a tokenisation written out by hand (5.1); a fake model with known logits and a known
-state, whose samples are compared with the softmax computed here (5.2); and torch.nn.LSTM run
-against a Keras LSTM layer holding the mapped weights, both in float64 (5.3).
+state, whose samples are compared with the softmax computed here (5.2); torch.nn.LSTM run
+against a Keras LSTM layer holding the mapped weights, both in float64 (5.3); and the
+cross-entropy of a log-softmax computed here in float64 (5.4, the debugging clinic), with the
+usual wrong losses (logits read as probabilities, sums instead of means) computed beside it to
+name the mistake.
 """
 import numpy as np
 
+from ..lm import log_softmax
 from . import ExerciseFailed, exercise, expect_close
 
 # ---------------------------------------------------------------------------------------------
@@ -129,6 +133,9 @@ def _as_ids(out, length: int, vocab_size: int) -> np.ndarray:
     except TypeError:
         raise ExerciseFailed(f"generate should return a list of token ids, got "
                              f"{type(out).__name__}") from None
+    if ids.shape != (length,) and ids.size == length:
+        raise ExerciseFailed(f"generate(..., length={length}) returned the right number of ids "
+                             f"in the shape {ids.shape}: return a flat list of {length} ints")
     if ids.shape != (length,):
         raise ExerciseFailed(f"generate(..., length={length}) returned {ids.size} ids, expected "
                              f"{length} (the new tokens only, without the prompt)")
@@ -175,14 +182,32 @@ def generate(answer):
                              f"{expected_feed} (optionally followed by the last sampled token): "
                              "feed each sampled token back into the model")
 
-    # (2) Temperature divides the logits, before the softmax.
+    # (2) Temperature divides the logits, before the softmax; the draws come from rng.
     n = 3000
     for i, temperature in enumerate((0.5, 2.0)):
         freq = _frequencies(answer, n, temperature, None, seed=10 + i)
+        if freq.max() == 1.0:
+            raise ExerciseFailed(
+                f"at temperature {temperature} all {n} draws were token {int(freq.argmax())}, "
+                f"the likeliest one, where the softmax gives it probability "
+                f"{_softmax(FIXED_LOGITS / temperature)[freq.argmax()]:.2f}. Hint: the loop "
+                "takes the argmax instead of drawing a token: draw it with "
+                "rng.choice(len(p), p=p) from the softmax of the logits divided by the "
+                "temperature (greedy decoding ignores the temperature and repeats itself)")
         _compare_distribution(
             f"temperature {temperature}", freq, _softmax(FIXED_LOGITS / temperature), n,
             "divide the logits by the temperature and then take the softmax; dividing the "
             "probabilities afterwards changes nothing once they are normalised again")
+
+    runs = [_as_ids(answer(_fixed_model, [0], 20, temperature=1.0, top_k=None,
+                           rng=np.random.default_rng(7)), 20, len(FIXED_LOGITS))
+            for _ in range(2)]
+    if runs[0].tolist() != runs[1].tolist():
+        raise ExerciseFailed(
+            f"two calls with rng=np.random.default_rng(7) gave different tokens "
+            f"({runs[0][:6].tolist()}... and {runs[1][:6].tolist()}...). Hint: draw with the "
+            "generator you were given, rng.choice(...), not np.random.choice or random: then "
+            "a seed reproduces a sample")
 
     # (3) top-k keeps the k largest logits and renormalises over them.
     expected = _softmax(FIXED_LOGITS[:3])
@@ -271,6 +296,16 @@ def torch_lstm_to_keras(answer):
                                 if hasattr(weights, "__len__") else ""))
     kernel, recurrent, bias = (np.asarray(w.detach().numpy() if hasattr(w, "detach") else w,
                                           dtype=np.float64) for w in weights)
+    if kernel.shape == (H, 4 * H) and recurrent.shape == (D, 4 * H):
+        raise ExerciseFailed(
+            f"kernel has shape {kernel.shape} and recurrent_kernel {recurrent.shape}: they are "
+            "swapped. The kernel multiplies the input x_t (torch's weight_ih_l0), the recurrent "
+            "kernel the previous hidden state h_(t-1) (torch's weight_hh_l0)")
+    if bias.shape == (8 * H,):
+        raise ExerciseFailed(
+            f"bias has shape {bias.shape}, expected {(4 * H,)}: torch's two biases side by side. "
+            "Hint: torch adds bias_ih and bias_hh inside every gate, so they only ever act as "
+            "their sum, and Keras' single bias is that sum")
     for name, got, shape in (("kernel", kernel, (D, 4 * H)),
                              ("recurrent_kernel", recurrent, (H, 4 * H)),
                              ("bias", bias, (4 * H,))):
@@ -294,3 +329,105 @@ def torch_lstm_to_keras(answer):
                      expected.numpy(), rtol=1e-7, atol=1e-10, hint=hint)
     expect_close("the final hidden state h_T", got_h, h_T[0].numpy(), rtol=1e-7, atol=1e-10)
     expect_close("the final cell state c_T", got_c, c_T[0].numpy(), rtol=1e-7, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5.4 debugging clinic: the loss of the source page
+
+# Two batches of targets and logits (batch, steps, V): the logits hold values below 0 and above
+# 1, as a model's do, so reading them as probabilities gives a visibly different number.
+LOSS_CASES = [(np.array([[1, 0, 4], [2, 2, 3]]), 5, 11), (np.array([[6, 0], [3, 5], [1, 1],
+                                                                     [0, 2]]), 7, 12)]
+CLIP = 1e-7  # keras.backend.epsilon(): where Keras clips what it takes for probabilities
+
+
+def _loss_inputs(Y, V, seed):
+    logits = 2.0 * np.random.default_rng(seed).standard_normal(Y.shape + (V,))
+    return Y.astype(np.int32), logits.astype(np.float32)
+
+
+def _per_position(Y, logits, kind):
+    """-log p(target) per position, (batch, steps), with p as the correct loss or a usual
+    mistake computes it."""
+    z = np.asarray(logits, dtype=np.float64)
+    if kind == "as probabilities":  # what Keras does with from_logits=False
+        p = np.clip(z, CLIP, 1 - CLIP)
+        logp = np.log(p / p.sum(axis=-1, keepdims=True))
+    elif kind == "softmax twice":
+        logp = log_softmax(np.exp(log_softmax(z)))
+    else:
+        logp = log_softmax(z)
+    return -np.take_along_axis(logp, Y[..., None].astype(np.int64), axis=-1)[..., 0]
+
+
+REDUCTIONS = {
+    "mean": lambda L: L.mean(),
+    "sum": lambda L: L.sum(),
+    "sum over steps": lambda L: L.sum(axis=1).mean(),
+    "sum over the batch": lambda L: L.sum(axis=0).mean(),
+}
+
+
+def _loss_diagnosis(got, Y, logits):
+    B, T = Y.shape
+    for kind in ("as probabilities", "softmax twice", "correct"):
+        L = _per_position(Y, logits, kind)
+        for reduction, reduce in REDUCTIONS.items():
+            if not np.isclose(got, reduce(L), rtol=1e-4, atol=1e-6):
+                continue
+            if kind == "as probabilities":
+                return (
+                    "that is the cross-entropy of the logits read as probabilities, which is "
+                    "what Keras' loss assumes by default (from_logits=False): it clips every "
+                    f"value into [{CLIP:g}, 1 - {CLIP:g}] and renormalises, so every logit above "
+                    f"1 counts as 1, every logit below 0 as {CLIP:g}, and no gradient flows "
+                    "through the clipped ones. Logits are unnormalised scores, any real numbers: "
+                    "tell the loss that it receives logits (from_logits=True), and it takes the "
+                    "softmax itself, in a numerically stable way. Fix this, then run the check "
+                    "again")
+            if kind == "softmax twice":
+                return ("the softmax is taken twice: once by you, once by the loss "
+                        "(from_logits=True takes it itself). Pass the logits straight to it")
+            if reduction == "sum":
+                return (f"that is {B * T} times the mean: the loss is summed over the {B} x {T} "
+                        "positions of the batch (the divisor is not the number of positions). "
+                        "A sum grows with the batch size and the window length, so it no longer "
+                        "reads as nats per token and cannot be set beside the validation loss; "
+                        "with plain SGD it would also scale every step by that number. Take the "
+                        "mean over all positions")
+            if reduction == "sum over steps":
+                return (f"that is {T} times the mean: the loss is summed over the {T} steps of "
+                        "each window and averaged over the windows. Take the mean over all "
+                        "positions, batch and steps")
+            if reduction == "sum over the batch":
+                return (f"that is {B} times the mean: the loss is summed over the {B} windows "
+                        "and averaged over the steps. Take the mean over all positions, batch "
+                        "and steps")
+    return ("expected the mean, over every (window, step) position, of -log softmax(logits)"
+            "[target], in nats")
+
+
+@exercise("5.4", "debugging clinic: the source page's loss")
+def next_token_loss(answer):
+    for Y, V, seed in LOSS_CASES:
+        Y, logits = _loss_inputs(Y, V, seed)
+        got = answer(Y, logits)
+        try:
+            value = np.asarray(got, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ExerciseFailed(f"the loss should be a number (a scalar tensor), got "
+                                 f"{type(got).__name__}") from None
+        call = f"next_token_loss(Y, logits) with Y {Y.shape} and logits {logits.shape}"
+        if value.size != 1:
+            raise ExerciseFailed(
+                f"{call} returned shape {value.shape}, expected one number. Hint: the loss is "
+                "one number per batch, the mean over every (window, step) position")
+        value = float(value.reshape(()))
+        expected = float(REDUCTIONS["mean"](_per_position(Y, logits, "correct")))
+        if not np.isfinite(value):
+            raise ExerciseFailed(
+                f"{call} returned {value}. Hint: is there a log of a logit that is 0 or "
+                "negative? Logits are unnormalised scores, any real numbers, not probabilities")
+        if not np.isclose(value, expected, rtol=1e-5, atol=1e-6):
+            raise ExerciseFailed(f"{call} returned {value:.6g}, expected {expected:.6g}: "
+                                 + _loss_diagnosis(value, Y, logits))

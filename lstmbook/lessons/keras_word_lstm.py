@@ -145,20 +145,24 @@ class TrainingLog(keras.callbacks.Callback):
 
 # Defined in book/05_keras_word_lstm.md, "Training, with the callbacks you would use"
 class TimeBudget(keras.callbacks.Callback):
-    """Stop after the epoch when one more epoch would end past ``max_seconds`` (on the course's
-    training clock, which the other lessons' ``training.run_for`` reads too)."""
+    """Stop at the first batch that ends past ``max_seconds`` on the course's training clock
+    (which the other lessons' ``training.run_for`` reads too); Keras then validates once more."""
 
     def __init__(self, max_seconds):
         super().__init__()
         self.max_seconds = max_seconds
 
     def on_train_begin(self, logs=None):
-        self.clock = training.Clock(self.max_seconds)
+        self.clock, self.epoch = training.Clock(self.max_seconds), 0
 
-    def on_epoch_end(self, epoch, logs=None):
-        if self.clock.elapsed * (epoch + 2) / (epoch + 1) > self.max_seconds:
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.clock.done and not self.model.stop_training:
             self.model.stop_training = True
-            print(f"time budget of {self.max_seconds:.0f} s reached after epoch {epoch + 1}")
+            print(f"time budget of {self.max_seconds:.0f} s reached in epoch {self.epoch + 1}, "
+                  f"after its batch {batch + 1}")
 
 
 # Defined in book/05_keras_word_lstm.md, "Training, with the callbacks you would use"
