@@ -225,14 +225,15 @@ def main(argv=None) -> None:
     print(f"Forward+backward, batch {SHAPE.batch} x {SHAPE.steps} steps, input {SHAPE.inputs}, "
           f"hidden {SHAPE.hiddens}, float32; median of {args.rounds} interleaved rounds\n")
     print(table(results))
-    runs = []
+    runs, corpus = [], None
     if args.train_seconds > 0:
+        corpus = load_shakespeare()  # one load for the contenders and the n-gram baseline
         print(f"\nTraining each implementation for {args.train_seconds:g} s on the common task\n",
               flush=True)
-        runs = compare.run_all(args.train_seconds, args.only)
+        runs = compare.run_all(args.train_seconds, args.only, corpus)
     report = {**compare.report(runs, args.train_seconds, results), "shape": asdict(SHAPE)}
     if runs:
-        report["baselines"] = [ngram_baseline()]
+        report["baselines"] = [ngram_baseline(corpus)]
         print("\n" + compare.table(report, fmt="simple"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
