@@ -28,7 +28,14 @@ from .data import load_shakespeare
 from .lessons.autograd_lstm import LSTMCell, Tensor, init_params, lstm_cell, stack
 from .lessons.memory import ngram_validation_loss
 from .lessons.numpy_lstm import bench_step, lstm_layer_backward_fast, lstm_layer_forward_fast
-from .lessons.pytorch_lstm import FastLSTM, FusedLSTM, NaiveLSTM, ScriptedLSTM
+from .lessons.pytorch_lstm import (
+    CppLSTM,
+    FastLSTM,
+    FusedLSTM,
+    NaiveLSTM,
+    ScriptedLSTM,
+    lstm_extension,
+)
 from .runtime import import_tensorflow, quick
 from .training import SHAPE, Shape, throughput
 
@@ -70,6 +77,20 @@ MODULE_ROWS = {
 }
 for _name, _cls in MODULE_ROWS.items():
     row(_name)(functools.partial(_module_step, _cls))
+
+
+@row("PyTorch fused, C++ loops (lesson 4)")
+def cpp_lstm(device: str, shape: Shape = SHAPE):
+    """CppLSTM: both time loops in lesson 4's C++ extension (CPU only; built at first use)."""
+    if device != "cpu":
+        return None
+    try:
+        seconds = lstm_extension()[1]
+    except Exception as err:  # no compiler or no ninja: the row is left out, with the reason
+        print(f"skipping CppLSTM: {err}")
+        return None
+    print(f"CppLSTM's C++ extension built or loaded in {seconds:.1f} s")
+    return _module_step(CppLSTM, device, shape)
 
 
 @row("NumPy LSTM (lesson 2)")

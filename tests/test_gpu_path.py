@@ -75,7 +75,8 @@ def test_bench_adds_a_gpu_column_only_where_cuda_is(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert bench.devices() == ["cpu"]
     cpu_only = ["NumPy LSTM (lesson 2)", "Keras LSTM layer (lesson 5)",
-                "Autograd engine LSTM (lesson 3)", "HIPS autograd LSTM (lesson 3)"]
+                "Autograd engine LSTM (lesson 3)", "HIPS autograd LSTM (lesson 3)",
+                "PyTorch fused, C++ loops (lesson 4)"]
     assert all(bench.ROWS[name]("cuda") is None for name in cpu_only)
 
 

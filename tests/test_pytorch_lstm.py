@@ -15,7 +15,8 @@ from lstmbook.lessons import pytorch_lstm as lesson
 
 D, H, T, B = 5, 6, 7, 3
 GATES = 4
-SCRATCH = [lesson.NaiveLSTM, lesson.FusedLSTM, lesson.FastLSTM, lesson.ScriptedLSTM]
+SCRATCH = [lesson.NaiveLSTM, lesson.FusedLSTM, lesson.FastLSTM, lesson.ScriptedLSTM,
+           lesson.CppLSTM]
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
@@ -133,6 +134,41 @@ def test_bad_input_names_the_expected_shape(cls):
     with pytest.raises(ValueError,
                        match=r"h_0 of shape \(num_layers, batch, hidden_size\) = \(2, 3, 6\)"):
         cls(D, H, num_layers=2)(torch.randn(T, B, D), (torch.zeros(1, B, H), torch.zeros(2, B, H)))
+
+
+def test_cpp_lstm_trains_like_torch_on_the_benchmark_layout():
+    """CppLSTM on a batch of odd size and a long sequence: same loss curve as nn.LSTM."""
+    torch.manual_seed(5)
+    ref = nn.LSTM(D, H, batch_first=True).double()
+    module = load_from_torch(lesson.CppLSTM(D, H, batch_first=True).double(), ref)
+    X, target = torch.randn(5, 40, D, dtype=torch.float64), torch.randn(5, 40, H).double()
+    losses = []
+    for m in (module, ref):
+        optimizer = torch.optim.SGD(m.parameters(), lr=0.5)
+        for _ in range(3):
+            loss = ((m(X)[0] - target) ** 2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        losses.append(loss.item())
+    assert abs(losses[0] - losses[1]) < 1e-10
+
+
+def test_cpp_lstm_without_a_compiler_says_what_to_install(monkeypatch):
+    real_which = lesson.shutil.which
+    monkeypatch.setattr(lesson.shutil, "which",
+                        lambda tool: None if tool == "ninja" else real_which(tool))
+    lesson.lstm_extension.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match=r"needs 'ninja'.*pip install ninja.*FastLSTM"):
+            lesson.CppLSTM(D, H)(torch.randn(T, B, D))
+    finally:
+        lesson.lstm_extension.cache_clear()  # the next test loads the built extension again
+
+
+def test_cpp_lstm_rejects_a_dtype_it_has_no_loop_for():
+    with pytest.raises(RuntimeError, match="BFloat16"):
+        lesson.CppLSTM(D, H).to(torch.bfloat16)(torch.randn(T, B, D, dtype=torch.bfloat16))
 
 
 def test_no_forget_gate_as_infinite_bias_has_finite_gradients():
