@@ -457,7 +457,9 @@ class FastLSTM(FusedLSTM):
 
 # Defined in book/04_pytorch_lstm.md, "The whole loop in C++"
 CELL_FORWARD_CPP = r"""
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 #include <cmath>
 
 template <typename T> inline T sigmoid(T z) { return T(1) / (T(1) + std::exp(-z)); }
@@ -482,7 +484,8 @@ void cell_forward(T* A, const T* C_prev, T* C, T* tanh_C, T* H, int64_t n, int64
 LOOP_FORWARD_CPP = r"""
 // A: (T, 4h, B), the input projections W_ih X_t + b; H0, C0: (h, B). Fills A with the gate
 // activations; returns Hs, Cs: (T + 1, h, B), the initial state first, and tanh(C): (T, h, B).
-std::vector<at::Tensor> forward(at::Tensor A, at::Tensor H0, at::Tensor C0, at::Tensor W_hh) {
+std::vector<at::Tensor> lstm_forward(at::Tensor A, at::Tensor H0, at::Tensor C0,
+                                     at::Tensor W_hh) {
   TORCH_CHECK(A.device().is_cpu(), "CppLSTM runs on the CPU only; use FastLSTM on a GPU");
   const int64_t T = A.size(0), h = H0.size(0), B = H0.size(1), n = h * B;
   TORCH_CHECK(A.dim() == 3 && A.size(1) == 4 * h && A.size(2) == B && A.is_contiguous(),
@@ -532,9 +535,9 @@ void cell_backward(const T* A, const T* C_prev, const T* tanh_C, const T* dY, co
 LOOP_BACKWARD_CPP = r"""
 // dY: (T, h, B); dH_n, dC_n: (h, B); W_hh_T: (h, 4h) contiguous. Returns delta: (T, 4h, B),
 // the gradient at the pre-activations of every step, and the gradients at H0 and C0.
-std::vector<at::Tensor> backward(at::Tensor dY, at::Tensor dH_n, at::Tensor dC_n,
-                                 at::Tensor W_hh_T, at::Tensor A, at::Tensor Cs,
-                                 at::Tensor tanh_C) {
+std::vector<at::Tensor> lstm_backward(at::Tensor dY, at::Tensor dH_n, at::Tensor dC_n,
+                                      at::Tensor W_hh_T, at::Tensor A, at::Tensor Cs,
+                                      at::Tensor tanh_C) {
   const int64_t T = A.size(0), h = dH_n.size(0), B = dH_n.size(1), n = h * B;
   auto delta = at::empty_like(A);
   auto dH = dH_n.clone(), dC = dC_n.clone();
@@ -553,14 +556,19 @@ std::vector<at::Tensor> backward(at::Tensor dY, at::Tensor dH_n, at::Tensor dC_n
   });
   return {delta, dH, dC};
 }
+
+TORCH_LIBRARY(lstmbook, m) {  // registers torch.ops.lstmbook.lstm_forward and lstm_backward
+  m.def("lstm_forward", &lstm_forward);
+  m.def("lstm_backward", &lstm_backward);
+}
 """
 
 
 # Defined in book/04_pytorch_lstm.md, "The whole loop in C++"
 @functools.cache
 def lstm_extension():
-    """The C++ loops, compiled on first use (tens of seconds), then loaded from the cache.
-    Returns (the module, the seconds it took to build or load it)."""
+    """The C++ loops, compiled on first use (seconds), then loaded from the cache.
+    Returns (the operators' namespace, the seconds it took to build or load them)."""
     from torch.utils.cpp_extension import load_inline
     scripts = sysconfig.get_path("scripts")  # pip's ninja lives next to this Python
     os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
@@ -571,11 +579,11 @@ def lstm_extension():
             raise RuntimeError(f"CppLSTM needs {tool!r} to compile its C++ loop: {how}. "
                                "FastLSTM is the same LSTM in plain PyTorch.")
     start = time.perf_counter()
-    module = load_inline(
-        "lstmbook_lstm_loop", functions=["forward", "backward"],
+    load_inline(
+        "lstmbook_lstm_loop", is_python_module=False, no_implicit_headers=True,
         cpp_sources=[CELL_FORWARD_CPP, LOOP_FORWARD_CPP, CELL_BACKWARD_CPP, LOOP_BACKWARD_CPP],
         extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd"])
-    return module, time.perf_counter() - start
+    return torch.ops.lstmbook, time.perf_counter() - start
 
 
 # Defined in book/04_pytorch_lstm.md, "The whole loop in C++"
@@ -588,8 +596,8 @@ class CppLSTMFunction(torch.autograd.Function):
         X_2d = X.reshape(T * B, n)
         A = torch.addmm((b_ih + b_hh)[:, None], W_ih, X_2d.t())    # (4 * hidden, T * batch)
         A = A.view(-1, T, B).transpose(0, 1).contiguous()           # (T, 4 * hidden, batch)
-        Hs, Cs, tanh_C = lstm_extension()[0].forward(A, H0.t().contiguous(),
-                                                     C0.t().contiguous(), W_hh.contiguous())
+        Hs, Cs, tanh_C = lstm_extension()[0].lstm_forward(
+            A, H0.t().contiguous(), C0.t().contiguous(), W_hh.contiguous())
         ctx.save_for_backward(X_2d, W_ih, W_hh, A, Hs, Cs, tanh_C)
         return Hs[1:].transpose(1, 2), Hs[T].t().clone(), Cs[T].t().clone()  # (T, batch, h)
 
@@ -597,7 +605,7 @@ class CppLSTMFunction(torch.autograd.Function):
     def backward(ctx, dY, dH_n, dC_n):
         X_2d, W_ih, W_hh, A, Hs, Cs, tanh_C = ctx.saved_tensors
         T, h, B = tanh_C.shape
-        delta, dH, dC = lstm_extension()[0].backward(
+        delta, dH, dC = lstm_extension()[0].lstm_backward(
             dY.transpose(1, 2).contiguous(), dH_n.t().contiguous(), dC_n.t().contiguous(),
             W_hh.t().contiguous(), A, Cs, tanh_C)
         delta = delta.transpose(0, 1).reshape(4 * h, T * B)          # all steps side by side
