@@ -3,6 +3,7 @@ accept right answers and reject wrong ones, and make train / the sampler work en
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -164,6 +165,14 @@ def test_cpp_lstm_without_a_compiler_says_what_to_install(monkeypatch):
             lesson.CppLSTM(D, H)(torch.randn(T, B, D))
     finally:
         lesson.lstm_extension.cache_clear()  # the next test loads the built extension again
+
+
+def test_loading_the_cpp_extension_keeps_subnormal_numbers():
+    """-ffast-math compiles the kernels only: a library linked with it would switch the whole
+    process to flushing subnormal numbers to zero."""
+    lesson.lstm_extension()
+    assert (torch.tensor([1e-39]) * 0.5).item() > 0
+    assert np.float32(1e-39) * np.float32(0.5) > 0
 
 
 def test_cpp_lstm_rejects_a_dtype_it_has_no_loop_for():
