@@ -49,8 +49,12 @@ def test_refresh_removes_only_the_changed_pages_records(tmp_path):
     recorded = fingerprints()
     recorded[LESSON2]["lstmbook/training.py"] = "stale"
     (cache_dir / book_cache.MANIFEST).write_text(json.dumps(recorded))
+    mtimes = {page: (ROOT / page).stat().st_mtime_ns for page in (LESSON2, LESSON5)}
     changed = book_cache.refresh(cache_dir, log=lambda line: None)
     assert set(changed) == {LESSON2}
+    # Sphinx re-reads a page only when its source is newer than its last reading
+    assert (ROOT / LESSON2).stat().st_mtime_ns > mtimes[LESSON2]
+    assert (ROOT / LESSON5).stat().st_mtime_ns == mtimes[LESSON5]
     assert [r.uri for r in get_cache(str(cache_dir)).list_cache_records()] == [str(ROOT / LESSON5)]
     assert json.loads((cache_dir / book_cache.MANIFEST).read_text()) == fingerprints()
     assert book_cache.refresh(cache_dir, log=lambda line: None) == {}  # nothing moved since

@@ -6,14 +6,17 @@ it depends on: the lstmbook modules its code imports (and everything those impor
 ``tools/deps.py``), the module generated from its own ``#@save`` cells, and the measurements in
 ``results/`` when it reads them (a path into ``results/`` in its code, or ``lstmbook.compare``,
 whose report lives there). A page whose hashes
-differ from those recorded at its last execution loses its cache record, so it alone runs
-again. ``--times`` lists each page's execution time from the cache.
+differ from those recorded at its last execution loses its cache record, and its source file's
+modification time is set to now: Sphinx re-reads only pages whose source is newer than its last
+reading, so without that a page whose own text did not change would keep its old outputs. So it
+alone runs again. ``--times`` lists each page's execution time from the cache.
 
     python tools/book_cache.py _build/.jupyter_cache [--times]
 """
 import argparse
 import hashlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -91,6 +94,8 @@ def refresh(cache_dir: Path, root: Path = ROOT, log=print) -> dict[str, list[str
         # A cache made before this tool kept no fingerprints: it may be stale everywhere.
         changed = {page: ["(no record of its inputs)"] for page in current}
     invalidate(cache_dir, [root / page for page in changed])
+    for page in changed:
+        os.utime(root / page)  # newer than Sphinx's last reading: the page is read (and run) again
     for page, files in changed.items():
         log(f"re-executing {page}: changed {', '.join(files[:3])}"
             + (f" and {len(files) - 3} more" if len(files) > 3 else ""))
