@@ -8,7 +8,7 @@ PY := $(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help book times sync test lint serve lab lab-update lab-reset hub hub-admin hub-deps bench train clean browser
+.PHONY: help book times sync test lint serve lab lab-update lab-reset hub hub-admin hub-deps bench train clean browser compiler
 
 help:
 	@echo "make book   build the site into _build/html (full training runs, cached)"
@@ -58,6 +58,12 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "The site tests need Debian's chromium: sudo apt-get install chromium"; exit 1; fi; }
 
+# A C++ compiler for lesson 4's CppLSTM extension (ninja comes from requirements.txt).
+compiler:
+	@command -v $${CXX:-c++} >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null; \
+	  else echo "Lesson 4's CppLSTM and its tests need a C++ compiler: sudo apt-get install g++"; exit 1; fi; }
+
 # JupyterHub's proxy (npm, pinned by lab/package-lock.json) into lab/node_modules. Debian's nodejs
 # (18 or newer) is enough.
 hub-deps: lab/node_modules/.installed
@@ -71,7 +77,7 @@ lab/node_modules/.installed: lab/package.json lab/package-lock.json
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
-test: $(VENV)/.installed browser hub-deps lint
+test: $(VENV)/.installed browser compiler hub-deps lint
 	LSTMBOOK_QUICK=1 LSTMBOOK_PROGRESS=text $(BIN)/pytest
 
 serve:
