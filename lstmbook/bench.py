@@ -34,6 +34,7 @@ from .lessons.pytorch_lstm import (
     FusedLSTM,
     NaiveLSTM,
     ScriptedLSTM,
+    fwd_bwd,
     lstm_extension,
 )
 from .runtime import import_tensorflow, quick
@@ -51,15 +52,9 @@ def row(name: str):
 
 
 def _module_step(cls, device: str, shape: Shape = SHAPE):
-    """Forward+backward of a recurrent module with nn.LSTM's interface on the benchmark shape."""
+    """Lesson 4's fwd_bwd (what its speed section times) on a freshly seeded ``cls``."""
     torch.manual_seed(0)
-    layer = cls(shape.inputs, shape.hiddens, batch_first=True).to(device)
-    X = torch.randn(shape.batch, shape.steps, shape.inputs, device=device)
-
-    def step():
-        out, _ = layer(X)
-        out.sum().backward()
-    return step
+    return fwd_bwd(cls(shape.inputs, shape.hiddens, batch_first=True), device, shape)
 
 
 # Rows that differ only in the module. The lesson-4 classes: one nn.Linear per gate (naive); one

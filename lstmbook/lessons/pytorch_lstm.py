@@ -419,6 +419,18 @@ def lstm_backward(dY, dH_n, dC_n, W_hh, A, Cs, tanh_C, product=torch_product):
 
 
 # Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
+def input_and_weight_gradients(needs, delta, X_2d, H_2d, W_ih, product=torch_product):
+    """dX, dW_ih, dW_hh and db from delta, the gradient at the pre-activations: (T * batch,
+    4 * hidden). X_2d and H_2d hold the inputs and the states H_{t-1} in the same row order."""
+    dX = product(W_ih.t())(delta) if needs[0] else None           # delta @ W_ih
+    delta_t = delta.t() if needs[3] or needs[4] else None          # (4 * hidden, T * batch)
+    dW_ih = product(X_2d.t())(delta_t) if needs[3] else None      # delta^T @ X
+    dW_hh = product(H_2d.t())(delta_t) if needs[4] else None      # delta^T @ H_{t-1}
+    db = delta.sum(0) if needs[5] or needs[6] else None
+    return dX, dW_ih, dW_hh, db
+
+
+# Defined in book/04_pytorch_lstm.md, "A hand-written backward pass"
 class LSTMFunction(torch.autograd.Function):
     """One LSTM layer over a sequence with a hand-written backward pass (BPTT)."""
 
@@ -434,13 +446,10 @@ class LSTMFunction(torch.autograd.Function):
         X, W_ih, W_hh, A, Hs, Cs, tanh_C = ctx.saved_tensors
         T, B, h = tanh_C.shape
         delta, dH, dC = lstm_backward(dY, dH_n, dC_n, W_hh, A, Cs, tanh_C, ctx.product)
-        delta = delta.view(T * B, 4 * h)
-        need, product = ctx.needs_input_grad, ctx.product
-        dX = product(W_ih.t())(delta).view(X.shape) if need[0] else None  # delta @ W_ih
-        delta_t = delta.t() if need[3] or need[4] else None  # (4 * hidden, T * batch)
-        dW_ih = product(X.reshape(T * B, -1).t())(delta_t) if need[3] else None
-        dW_hh = product(Hs[:-1].reshape(T * B, h).t())(delta_t) if need[4] else None
-        db = delta.sum(0) if need[5] or need[6] else None
+        dX, dW_ih, dW_hh, db = input_and_weight_gradients(
+            ctx.needs_input_grad, delta.view(T * B, 4 * h), X.reshape(T * B, -1),
+            Hs[:-1].reshape(T * B, h), W_ih, ctx.product)
+        dX = None if dX is None else dX.view(X.shape)
         return dX, dH, dC, dW_ih, dW_hh, db, db, None
 
 
@@ -608,12 +617,11 @@ class CppLSTMFunction(torch.autograd.Function):
         delta, dH, dC = lstm_extension()[0].lstm_backward(
             dY.transpose(1, 2).contiguous(), dH_n.t().contiguous(), dC_n.t().contiguous(),
             W_hh.t().contiguous(), A, Cs, tanh_C)
-        delta = delta.transpose(0, 1).reshape(4 * h, T * B)          # all steps side by side
-        need = ctx.needs_input_grad
-        dX = (delta.t() @ W_ih).view(T, B, -1) if need[0] else None
-        dW_ih = delta @ X_2d if need[3] else None
-        dW_hh = delta @ Hs[:T].transpose(0, 1).reshape(h, T * B).t() if need[4] else None
-        db = delta.sum(1) if need[5] or need[6] else None
+        delta = delta.transpose(0, 1).reshape(4 * h, T * B).t()      # (T * batch, 4 * hidden)
+        H_2d = Hs[:T].transpose(1, 2).reshape(T * B, h)              # H_{t-1}, one row a (t, b)
+        dX, dW_ih, dW_hh, db = input_and_weight_gradients(
+            ctx.needs_input_grad, delta, X_2d, H_2d, W_ih)
+        dX = None if dX is None else dX.view(T, B, -1)
         return dX, dH.t(), dC.t(), dW_ih, dW_hh, db, db
 
 
@@ -626,3 +634,15 @@ def cpp_layer(X, H, C, W_ih, W_hh, b_ih, b_hh):
 class CppLSTM(FusedLSTM):
     """FusedLSTM whose time loops, forward and backward, run in C++ (CPU only)."""
     layer_fn = staticmethod(cpp_layer)
+
+
+# Defined in book/04_pytorch_lstm.md, "Measurements"
+def fwd_bwd(module, device="cpu", shape=training.SHAPE):
+    """One forward+backward pass of the benchmark shape (what make bench times)."""
+    module = module.to(device)
+    X = torch.randn(shape.batch, shape.steps, shape.inputs, device=device)
+
+    def step():
+        out, _ = module(X)
+        out.sum().backward()
+    return step
